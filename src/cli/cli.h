@@ -1,0 +1,21 @@
+/*
+ * cli: the `diarist` command line. main.c picks the subcommand; each
+ * subcommand lives in its own file and returns the process exit status
+ * (0 success, 1 failure, 2 usage error).
+ */
+#ifndef DIARIST_CLI_H
+#define DIARIST_CLI_H
+
+int cmd_transcribe(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_gen_model(int argc, char **argv);
+
+/* Default thread count: the cores this process may use, at most 8. */
+int cli_default_threads(void);
+/* Parses a whole decimal int / float option value; 0 on success. */
+int cli_int(const char *s, int lo, int hi, int *out);
+int cli_float(const char *s, float lo, float hi, float *out);
+/* The model path: the flag's value, else $DIARIST_MODEL, else NULL. */
+const char *cli_model_path(const char *flag);
+
+#endif

@@ -1,0 +1,234 @@
+/*
+ * The decoder: tokens in, next-token logits out.
+ *
+ *   token embedding + learned positions -> blocks of
+ *   [causal self-attention with a KV cache, cross-attention over the
+ *   encoder output, MLP], each pre-LayerNorm -> LayerNorm -> logits against
+ *   the token embedding (tied weights).
+ *
+ * Several sequences decode in lockstep as one batch (the beams of beam
+ * search, the candidates of best-of sampling): their rows share every
+ * weight read, which is what makes a batch cheaper than its parts. Each
+ * sequence has its own self-attention cache; all share the window's
+ * cross-attention keys and values.
+ */
+#include "whisper/whisper_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int rows_cap(const WhisperState *st) {
+    int ctx = st->model->hp.n_text_ctx;
+    return st->n_seq_cap > ctx ? st->n_seq_cap : ctx;
+}
+
+static size_t scores_per_thread(const WhisperState *st) {
+    const WhisperHparams *hp = &st->model->hp;
+    int kv = hp->n_text_ctx > hp->n_audio_ctx ? hp->n_text_ctx : hp->n_audio_ctx;
+    return (size_t)rows_cap(st) * (size_t)kv;
+}
+
+int decoder_reserve(WhisperState *st, int n_seq, char *msg, size_t cap) {
+    if (n_seq < 1 || n_seq > 64)
+        return di_fail(msg, cap, DI_EINVAL, "cannot decode %d sequences at once (1..64)", n_seq);
+    if (n_seq <= st->n_seq_cap) return 0;
+    const WhisperHparams *hp = &st->model->hp;
+    size_t S = (size_t)hp->n_text_state;
+    size_t per_seq = (size_t)hp->n_text_layer * hp->n_text_ctx * S;
+    /* realloc keeps the caches of the sequences that already exist. */
+    float *k = realloc(st->self_k, (size_t)n_seq * per_seq * sizeof(float));
+    if (k) st->self_k = k;
+    float *v = realloc(st->self_v, (size_t)n_seq * per_seq * sizeof(float));
+    if (v) st->self_v = v;
+    float *lg = realloc(st->logits, (size_t)n_seq * hp->n_vocab * sizeof(float));
+    if (lg) st->logits = lg;
+    float *t = realloc(st->reorder_tmp, (size_t)n_seq * hp->n_text_ctx * S * sizeof(float));
+    if (t) st->reorder_tmp = t;
+    if (!k || !v || !lg || !t) return di_fail(msg, cap, DI_ENOMEM, "out of memory for decoder caches");
+    memset(st->self_k + (size_t)st->n_seq_cap * per_seq, 0,
+           (size_t)(n_seq - st->n_seq_cap) * per_seq * sizeof(float));
+    memset(st->self_v + (size_t)st->n_seq_cap * per_seq, 0,
+           (size_t)(n_seq - st->n_seq_cap) * per_seq * sizeof(float));
+    int old = st->n_seq_cap;
+    st->n_seq_cap = n_seq;
+    size_t need = 10 * (size_t)rows_cap(st) * S + (size_t)st->n_threads * scores_per_thread(st);
+    if (need > st->dec_buf_size) {
+        float *b = realloc(st->dec_buf, need * sizeof(float));
+        if (!b) {
+            st->n_seq_cap = old;
+            return di_fail(msg, cap, DI_ENOMEM, "out of memory for decoder buffers");
+        }
+        st->dec_buf = b;
+        st->dec_buf_size = need;
+    }
+    return 0;
+}
+
+typedef struct {
+    float *x, *h, *q, *k, *v, *a, *f, *scores;
+} DecBufs;
+
+static DecBufs dec_bufs(WhisperState *st) {
+    size_t R = (size_t)rows_cap(st), S = (size_t)st->model->hp.n_text_state;
+    DecBufs b;
+    b.x = st->dec_buf;
+    b.h = b.x + R * S;
+    b.q = b.h + R * S;
+    b.k = b.q + R * S;
+    b.v = b.k + R * S;
+    b.a = b.v + R * S;
+    b.f = b.a + R * S;
+    b.scores = b.f + 4 * R * S;
+    return b;
+}
+
+static float *cache_row(WhisperState *st, float *base, int seq, int layer, int pos) {
+    const WhisperHparams *hp = &st->model->hp;
+    size_t S = (size_t)hp->n_text_state;
+    return base + (((size_t)seq * hp->n_text_layer + layer) * hp->n_text_ctx + pos) * S;
+}
+
+typedef struct {
+    WhisperState *st;
+    DecBufs *b;
+    int layer, n_seq, n_tok, n_past, cross;
+} DecAttnJob;
+
+/* One (sequence, head) pair: all of its new queries against its keys. */
+static void dec_attn_task(void *ctx, int i, int thread) {
+    DecAttnJob *j = ctx;
+    const WhisperHparams *hp = &j->st->model->hp;
+    int H = hp->n_text_head, S = hp->n_text_state, dh = S / H;
+    int s = i / H, head = i % H;
+    size_t qoff = (size_t)s * j->n_tok * S + (size_t)head * dh;
+    float *scores = j->b->scores + (size_t)thread * scores_per_thread(j->st);
+    float scale = 1.0f / sqrtf((float)dh);
+    if (j->cross) {
+        size_t T = (size_t)hp->n_audio_ctx, l = (size_t)j->layer;
+        const float *k = j->st->cross_k + l * T * S + (size_t)head * dh;
+        const float *v = j->st->cross_v + l * T * S + (size_t)head * dh;
+        op_attention(j->b->a + qoff, j->b->q + qoff, k, v, j->n_tok, (int)T, dh, S, scale, -1,
+                     scores);
+    } else {
+        const float *k = cache_row(j->st, j->st->self_k, s, j->layer, 0) + (size_t)head * dh;
+        const float *v = cache_row(j->st, j->st->self_v, s, j->layer, 0) + (size_t)head * dh;
+        op_attention(j->b->a + qoff, j->b->q + qoff, k, v, j->n_tok, j->n_past + j->n_tok, dh, S,
+                     scale, j->n_past, scores);
+    }
+}
+
+static void add_rows(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, int n_tok, int n_past) {
+    const WhisperHparams *hp = &st->model->hp;
+    const Block *L = &st->model->w.dec[l];
+    int S = hp->n_text_state, M = n_seq * n_tok;
+    size_t MS = (size_t)M * S;
+    DecAttnJob aj = {st, b, l, n_seq, n_tok, n_past, 0};
+
+    /* Causal self-attention; the new keys and values join each cache first. */
+    op_layer_norm(st, b->h, b->x, M, S, &L->attn_ln_w, &L->attn_ln_b);
+    op_matmul(st, b->q, b->h, M, S, &L->attn.q_w, &L->attn.q_b);
+    op_matmul(st, b->k, b->h, M, S, &L->attn.k_w, NULL);
+    op_matmul(st, b->v, b->h, M, S, &L->attn.v_w, &L->attn.v_b);
+    for (int s = 0; s < n_seq; s++) {
+        size_t rows = (size_t)s * n_tok * S, bytes = (size_t)n_tok * S * sizeof(float);
+        memcpy(cache_row(st, st->self_k, s, l, n_past), b->k + rows, bytes);
+        memcpy(cache_row(st, st->self_v, s, l, n_past), b->v + rows, bytes);
+    }
+    di_pool_run(st->pool, n_seq * hp->n_text_head, dec_attn_task, &aj);
+    op_matmul(st, b->h, b->a, M, S, &L->attn.o_w, &L->attn.o_b);
+    add_rows(b->x, b->h, MS);
+
+    /* Cross-attention over this window's audio. */
+    op_layer_norm(st, b->h, b->x, M, S, &L->cross_ln_w, &L->cross_ln_b);
+    op_matmul(st, b->q, b->h, M, S, &L->cross.q_w, &L->cross.q_b);
+    aj.cross = 1;
+    di_pool_run(st->pool, n_seq * hp->n_text_head, dec_attn_task, &aj);
+    op_matmul(st, b->h, b->a, M, S, &L->cross.o_w, &L->cross.o_b);
+    add_rows(b->x, b->h, MS);
+
+    /* MLP. */
+    op_layer_norm(st, b->h, b->x, M, S, &L->mlp_ln_w, &L->mlp_ln_b);
+    op_matmul(st, b->f, b->h, M, S, &L->fc1_w, &L->fc1_b);
+    op_gelu(st, b->f, MS * 4);
+    op_matmul(st, b->h, b->f, M, 4 * S, &L->fc2_w, &L->fc2_b);
+    add_rows(b->x, b->h, MS);
+}
+
+int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, int n_past,
+                    float *logits, char *msg, size_t cap) {
+    const WhisperModel *m = st->model;
+    const WhisperHparams *hp = &m->hp;
+    int S = hp->n_text_state, rc;
+    if (n_tok < 1 || n_past < 0 || n_past + n_tok > hp->n_text_ctx)
+        return di_fail(msg, cap, DI_ERANGE, "decoder positions %d..%d exceed the context of %d",
+                       n_past, n_past + n_tok, hp->n_text_ctx);
+    if ((rc = decoder_reserve(st, n_seq, msg, cap))) return rc;
+    if (!logits) logits = st->logits; /* only now: reserving may have moved it */
+    if (n_seq * n_tok > rows_cap(st))
+        return di_fail(msg, cap, DI_EINVAL, "%d sequences of %d tokens is too large a batch",
+                       n_seq, n_tok);
+    for (int i = 0; i < n_seq * n_tok; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return di_fail(msg, cap, DI_EINVAL, "token id %d is outside the vocabulary",
+                           tokens[i]);
+    DecBufs b = dec_bufs(st);
+
+    /* Token embedding plus the learned position. */
+    const Tensor *emb = &m->w.tok_emb;
+    const float *pos = m->w.dec_pos.data;
+    for (int s = 0; s < n_seq; s++) {
+        for (int i = 0; i < n_tok; i++) {
+            float *x = b.x + ((size_t)s * n_tok + i) * S;
+            size_t row = (size_t)tokens[s * n_tok + i] * S;
+            if (emb->type == TENSOR_F16)
+                di_f16_to_f32_row((const uint16_t *)emb->data + row, x, (size_t)S);
+            else
+                memcpy(x, (const float *)emb->data + row, (size_t)S * sizeof(float));
+            const float *p = pos + (size_t)(n_past + i) * S;
+            for (int c = 0; c < S; c++) x[c] += p[c];
+        }
+    }
+
+    for (int l = 0; l < hp->n_text_layer; l++) decoder_block(st, &b, l, n_seq, n_tok, n_past);
+
+    /* Logits of each sequence's last token only. */
+    for (int s = 0; s < n_seq; s++)
+        memcpy(b.q + (size_t)s * S, b.x + ((size_t)s * n_tok + n_tok - 1) * S,
+               (size_t)S * sizeof(float));
+    op_layer_norm(st, b.h, b.q, n_seq, S, &m->w.dec_ln_w, &m->w.dec_ln_b);
+    op_matmul(st, logits, b.h, n_seq, S, emb, NULL);
+    return 0;
+}
+
+void decoder_reorder(WhisperState *st, int n_seq, const int *src, int n_past) {
+    const WhisperHparams *hp = &st->model->hp;
+    size_t S = (size_t)hp->n_text_state, rows = (size_t)n_past * S;
+    if (n_past <= 0) return;
+    int identity = 1;
+    for (int s = 0; s < n_seq; s++) identity &= src[s] == s;
+    if (identity) return;
+    /* Through a copy, since a beam's source may itself be overwritten. */
+    float *tmp = st->reorder_tmp;
+    float *caches[2] = {st->self_k, st->self_v};
+    for (int c = 0; c < 2; c++) {
+        for (int l = 0; l < hp->n_text_layer; l++) {
+            for (int s = 0; s < n_seq; s++)
+                memcpy(tmp + s * rows, cache_row(st, caches[c], src[s], l, 0), rows * sizeof(float));
+            for (int s = 0; s < n_seq; s++)
+                memcpy(cache_row(st, caches[c], s, l, 0), tmp + s * rows, rows * sizeof(float));
+        }
+    }
+}
+
+int whisper_decode(WhisperState *st, const int *tokens, int n, int n_past, const float **logits,
+                   char *msg, size_t cap) {
+    if (!st || !tokens || !logits) return di_fail(msg, cap, DI_EINVAL, "missing argument");
+    int rc = decoder_forward(st, 1, tokens, n, n_past, NULL, msg, cap);
+    *logits = rc ? NULL : st->logits;
+    return rc;
+}

@@ -1,0 +1,144 @@
+/*
+ * The encoder: 3000 log-mel frames in, n_audio_ctx (1500) vectors out.
+ *
+ *   conv1 (k=3, pad 1) + GELU -> conv2 (k=3, stride 2, pad 1) + GELU
+ *   + sinusoidal positions -> pre-LayerNorm transformer blocks -> ln_post
+ *
+ * Convolutions run as matrix products over im2col matrices, so nearly all
+ * the work is sgemm. whisper_encode also projects the output into every
+ * decoder layer's cross-attention keys and values: they depend only on the
+ * audio, so the decoder computes them once per window, not once per token.
+ */
+#include "whisper/whisper_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+#define ATTN_QUERY_BLOCK 250
+
+typedef struct {
+    float *x, *h, *q, *k, *v, *a, *big, *scores;
+} EncBufs;
+
+static EncBufs enc_bufs(WhisperState *st) {
+    const WhisperHparams *hp = &st->model->hp;
+    size_t T = (size_t)hp->n_audio_ctx, S = (size_t)hp->n_audio_state;
+    size_t big = 2 * T * 3 * (size_t)hp->n_mels;
+    if (T * 4 * S > big) big = T * 4 * S;
+    if (T * 3 * S > big) big = T * 3 * S;
+    EncBufs b;
+    b.x = st->scratch;
+    b.h = b.x + T * S;
+    b.q = b.h + T * S;
+    b.k = b.q + T * S;
+    b.v = b.k + T * S;
+    b.a = b.v + T * S;
+    b.big = b.a + T * S;
+    b.scores = b.big + big;
+    return b;
+}
+
+/* im2col for conv1: row t holds mel[c][t + j - 1] at column c*3 + j, the
+ * layout of a PyTorch [out][in][3] weight flattened to [out][3*in]. */
+static void im2col_mel(float *col, const float *mel, int n_mels, int n_frames, int offset, int F) {
+    for (int t = 0; t < F; t++) {
+        float *row = col + (size_t)t * n_mels * 3;
+        for (int c = 0; c < n_mels; c++) {
+            for (int j = 0; j < 3; j++) {
+                int f = t + j - 1; /* frame within the window */
+                int src = offset + f;
+                row[c * 3 + j] = (f < 0 || f >= F || src >= n_frames)
+                                     ? 0.0f
+                                     : mel[(size_t)c * n_frames + src];
+            }
+        }
+    }
+}
+
+/* im2col for conv2 (stride 2) over a time-major [F][S] input. */
+static void im2col_stride2(float *col, const float *in, int F, int S, int T) {
+    for (int t = 0; t < T; t++) {
+        float *row = col + (size_t)t * S * 3;
+        for (int j = 0; j < 3; j++) {
+            int f = 2 * t + j - 1;
+            for (int c = 0; c < S; c++)
+                row[c * 3 + j] = (f < 0 || f >= F) ? 0.0f : in[(size_t)f * S + c];
+        }
+    }
+}
+
+typedef struct {
+    EncBufs *b;
+    int T, S, n_head, dh;
+    float scale;
+} AttnJob;
+
+static void enc_attn_task(void *ctx, int i, int thread) {
+    AttnJob *j = ctx;
+    int blocks = (j->T + ATTN_QUERY_BLOCK - 1) / ATTN_QUERY_BLOCK;
+    int head = i / blocks, q0 = (i % blocks) * ATTN_QUERY_BLOCK;
+    int nq = j->T - q0 < ATTN_QUERY_BLOCK ? j->T - q0 : ATTN_QUERY_BLOCK;
+    size_t off = (size_t)q0 * j->S + (size_t)head * j->dh;
+    float *scores = j->b->scores + (size_t)thread * ATTN_QUERY_BLOCK * j->T;
+    op_attention(j->b->a + off, j->b->q + off, j->b->k + (size_t)head * j->dh,
+                 j->b->v + (size_t)head * j->dh, nq, j->T, j->dh, j->S, j->scale, -1, scores);
+}
+
+static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
+    const WhisperHparams *hp = &st->model->hp;
+    int T = hp->n_audio_ctx, S = hp->n_audio_state, H = hp->n_audio_head;
+    size_t TS = (size_t)T * S;
+
+    /* Self-attention on the normalised input, added back to the residual. */
+    op_layer_norm(st, b->h, b->x, T, S, &L->attn_ln_w, &L->attn_ln_b);
+    op_matmul(st, b->q, b->h, T, S, &L->attn.q_w, &L->attn.q_b);
+    op_matmul(st, b->k, b->h, T, S, &L->attn.k_w, NULL);
+    op_matmul(st, b->v, b->h, T, S, &L->attn.v_w, &L->attn.v_b);
+    AttnJob aj = {b, T, S, H, S / H, 1.0f / sqrtf((float)(S / H))};
+    di_pool_run(st->pool, H * ((T + ATTN_QUERY_BLOCK - 1) / ATTN_QUERY_BLOCK), enc_attn_task, &aj);
+    op_matmul(st, b->h, b->a, T, S, &L->attn.o_w, &L->attn.o_b);
+    for (size_t i = 0; i < TS; i++) b->x[i] += b->h[i];
+
+    /* MLP: S -> 4S -> GELU -> S. */
+    op_layer_norm(st, b->h, b->x, T, S, &L->mlp_ln_w, &L->mlp_ln_b);
+    op_matmul(st, b->big, b->h, T, S, &L->fc1_w, &L->fc1_b);
+    op_gelu(st, b->big, TS * 4);
+    op_matmul(st, b->h, b->big, T, 4 * S, &L->fc2_w, &L->fc2_b);
+    for (size_t i = 0; i < TS; i++) b->x[i] += b->h[i];
+}
+
+int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset, char *msg,
+                   size_t cap) {
+    if (!st || !mel) return di_fail(msg, cap, DI_EINVAL, "no state or mel");
+    if (n_frames < 0 || offset < 0)
+        return di_fail(msg, cap, DI_EINVAL, "negative mel frame count or offset");
+    const WhisperModel *m = st->model;
+    const WhisperHparams *hp = &m->hp;
+    const Weights *w = &m->w;
+    int T = hp->n_audio_ctx, S = hp->n_audio_state, F = 2 * T;
+    EncBufs b = enc_bufs(st);
+
+    /* conv1 + GELU into q..k (F x S fits exactly in two T x S buffers). */
+    float *c1 = b.q;
+    im2col_mel(b.big, mel, hp->n_mels, n_frames, offset, F);
+    op_matmul(st, c1, b.big, F, 3 * hp->n_mels, &w->conv1_w, &w->conv1_b);
+    op_gelu(st, c1, (size_t)F * S);
+
+    /* conv2 (stride 2) + GELU, then the positional embedding. */
+    im2col_stride2(b.big, c1, F, S, T);
+    op_matmul(st, b.x, b.big, T, 3 * S, &w->conv2_w, &w->conv2_b);
+    op_gelu(st, b.x, (size_t)T * S);
+    const float *pos = w->enc_pos.data;
+    for (size_t i = 0; i < (size_t)T * S; i++) b.x[i] += pos[i];
+
+    for (int l = 0; l < hp->n_audio_layer; l++) encoder_block(st, &b, &w->enc[l]);
+    op_layer_norm(st, st->enc_out, b.x, T, S, &w->enc_ln_w, &w->enc_ln_b);
+
+    /* Cross-attention keys and values for every decoder layer. */
+    for (int l = 0; l < hp->n_text_layer; l++) {
+        const AttnWeights *c = &w->dec[l].cross;
+        op_matmul(st, st->cross_k + (size_t)l * T * S, st->enc_out, T, S, &c->k_w, NULL);
+        op_matmul(st, st->cross_v + (size_t)l * T * S, st->enc_out, T, S, &c->v_w, &c->v_b);
+    }
+    return 0;
+}

@@ -1,0 +1,357 @@
+/*
+ * The engine's operations. Matrix products go to OpenBLAS's sgemm; f16
+ * weights are widened to f32 a block of rows at a time so the model stays
+ * f16 in memory. Products with few rows (decoding a token for 1 to 7
+ * sequences) are memory-bound, so they use our own kernel that reads each
+ * f16 weight once and multiplies it into every row.
+ *
+ * OpenBLAS runs single-threaded (see state.c); parallelism comes from the
+ * state's pool splitting the output columns, which also makes results
+ * independent of the thread count.
+ */
+#include "whisper/whisper_impl.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#else
+#define HAVE_X86 0
+#endif
+
+#define GEMM_MIN_ROWS 8  /* below this, our GEMV-style kernel */
+#define GEMM_BLOCK_N 256 /* weight rows widened per sgemm call */
+#define GEMV_BLOCK_N 64
+
+static int cpu_has_avx2(void) {
+#if HAVE_X86
+    static int cached = -1;
+    if (cached < 0)
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                 __builtin_cpu_supports("f16c");
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+float *op_thread_scratch(WhisperState *st, int thread, size_t *n) {
+    *n = st->wbuf_size;
+    return st->wbuf + (size_t)thread * st->wbuf_size;
+}
+
+/* ---- Few-row kernel ---------------------------------------------------- */
+
+static void gemv_rows_scalar(float *y, const float *x, int M, int K, int N, const Tensor *w,
+                             int n0, int n1) {
+    for (int n = n0; n < n1; n++) {
+        for (int m = 0; m < M; m++) {
+            const float *xm = x + (size_t)m * K;
+            double acc = 0;
+            if (w->type == TENSOR_F16) {
+                const uint16_t *wr = (const uint16_t *)w->data + (size_t)n * K;
+                for (int k = 0; k < K; k++) acc += (double)di_f16_to_f32(wr[k]) * xm[k];
+            } else {
+                const float *wr = (const float *)w->data + (size_t)n * K;
+                for (int k = 0; k < K; k++) acc += (double)wr[k] * xm[k];
+            }
+            y[(size_t)m * N + n] = (float)acc;
+        }
+    }
+}
+
+#if HAVE_X86
+__attribute__((target("avx2,fma,f16c"))) static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma,f16c"))) static inline __m256 load_w8(const Tensor *w,
+                                                                      size_t off) {
+    if (w->type == TENSOR_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w->data + off)));
+    return _mm256_loadu_ps((const float *)w->data + off);
+}
+
+static inline float load_w1(const Tensor *w, size_t off) {
+    return w->type == TENSOR_F16 ? di_f16_to_f32(((const uint16_t *)w->data)[off])
+                                 : ((const float *)w->data)[off];
+}
+
+/* Each weight row is loaded once and applied to all M (< 8) input rows. */
+__attribute__((target("avx2,fma,f16c"))) static void
+gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, int n0, int n1) {
+    int K8 = K & ~7;
+    for (int n = n0; n < n1; n++) {
+        size_t row = (size_t)n * K;
+        __m256 acc[GEMM_MIN_ROWS];
+        for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
+        if (M == 1) {
+            /* Two chains hide the FMA latency for the common one-row case. */
+            __m256 acc2 = _mm256_setzero_ps();
+            int k = 0;
+            for (; k + 16 <= K8; k += 16) {
+                acc[0] = _mm256_fmadd_ps(load_w8(w, row + k), _mm256_loadu_ps(x + k), acc[0]);
+                acc2 = _mm256_fmadd_ps(load_w8(w, row + k + 8), _mm256_loadu_ps(x + k + 8), acc2);
+            }
+            for (; k < K8; k += 8)
+                acc[0] = _mm256_fmadd_ps(load_w8(w, row + k), _mm256_loadu_ps(x + k), acc[0]);
+            acc[0] = _mm256_add_ps(acc[0], acc2);
+        } else {
+            for (int k = 0; k < K8; k += 8) {
+                __m256 wv = load_w8(w, row + k);
+                for (int m = 0; m < M; m++)
+                    acc[m] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)m * K + k), acc[m]);
+            }
+        }
+        for (int m = 0; m < M; m++) {
+            float s = hsum256(acc[m]);
+            for (int k = K8; k < K; k++) s += load_w1(w, row + k) * x[(size_t)m * K + k];
+            y[(size_t)m * N + n] = s;
+        }
+    }
+}
+#endif
+
+typedef struct {
+    WhisperState *st;
+    float *y;
+    const float *x;
+    int M, K, N;
+    const Tensor *w;
+} MatmulJob;
+
+static void gemv_task(void *ctx, int i, int thread) {
+    (void)thread;
+    MatmulJob *j = ctx;
+    int n0 = i * GEMV_BLOCK_N, n1 = n0 + GEMV_BLOCK_N < j->N ? n0 + GEMV_BLOCK_N : j->N;
+#if HAVE_X86
+    if (cpu_has_avx2()) {
+        gemv_rows_avx2(j->y, j->x, j->M, j->K, j->N, j->w, n0, n1);
+        return;
+    }
+#endif
+    gemv_rows_scalar(j->y, j->x, j->M, j->K, j->N, j->w, n0, n1);
+}
+
+/* ---- Many-row path: widen a block of weight rows, then sgemm ------------ */
+
+static void gemm_task(void *ctx, int i, int thread) {
+    MatmulJob *j = ctx;
+    int n0 = i * GEMM_BLOCK_N, nb = j->N - n0 < GEMM_BLOCK_N ? j->N - n0 : GEMM_BLOCK_N;
+    const float *wf;
+    if (j->w->type == TENSOR_F16) {
+        size_t cap;
+        float *buf = op_thread_scratch(j->st, thread, &cap);
+        const uint16_t *src = (const uint16_t *)j->w->data + (size_t)n0 * j->K;
+        di_f16_to_f32_row(src, buf, (size_t)nb * j->K);
+        wf = buf;
+    } else {
+        wf = (const float *)j->w->data + (size_t)n0 * j->K;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, nb, j->K, 1.0f, j->x, j->K, wf,
+                j->K, 0.0f, j->y + n0, j->N);
+}
+
+void op_matmul(WhisperState *st, float *y, const float *x, int M, int K, const Tensor *w,
+               const Tensor *b) {
+    /* The last ggml dimension is the output width; conv weights [N][C][3]
+     * act as an [N][3C] matrix. */
+    int N = w->ne[w->n_dims - 1];
+    MatmulJob j = {st, y, x, M, K, N, w};
+    if (M >= GEMM_MIN_ROWS)
+        di_pool_run(st->pool, (N + GEMM_BLOCK_N - 1) / GEMM_BLOCK_N, gemm_task, &j);
+    else
+        di_pool_run(st->pool, (N + GEMV_BLOCK_N - 1) / GEMV_BLOCK_N, gemv_task, &j);
+    if (b) {
+        const float *bias = b->data;
+        for (int m = 0; m < M; m++) {
+            float *row = y + (size_t)m * N;
+            for (int n = 0; n < N; n++) row[n] += bias[n];
+        }
+    }
+}
+
+/* ---- Element-wise ------------------------------------------------------ */
+
+#if HAVE_X86
+/* exp(x) for 8 floats: range reduction by ln 2 and a degree-6 polynomial,
+ * within about 2 ulp; saturates to 0 and +inf outside the float range. */
+__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-103.0f);
+    __m256 over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
+    __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ);
+    x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    /* 2^n in two halves so n down to -126 and up to 128 stays representable. */
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i h1 = _mm256_srai_epi32(ni, 1), h2 = _mm256_sub_epi32(ni, h1);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
+    p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+    p = _mm256_blendv_ps(p, _mm256_set1_ps(INFINITY), over);
+    return _mm256_blendv_ps(p, _mm256_setzero_ps(), under);
+}
+
+__attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int n) {
+    int n8 = n & ~7, i;
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    for (i = 0; i < n8; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+    float mx = -INFINITY, lanes[8];
+    _mm256_storeu_ps(lanes, mv);
+    for (int l = 0; l < 8; l++) mx = lanes[l] > mx ? lanes[l] : mx;
+    for (i = n8; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) { /* every entry masked: leave a uniform row rather than NaN */
+        for (i = 0; i < n; i++) x[i] = 1.0f / (float)n;
+        return;
+    }
+    __m256 m = _mm256_set1_ps(mx), sv = _mm256_setzero_ps();
+    for (i = 0; i < n8; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(x + i, e);
+        sv = _mm256_add_ps(sv, e);
+    }
+    float sum = hsum256(sv);
+    for (i = n8; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
+    for (i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (i = n8; i < n; i++) x[i] *= 1.0f / sum;
+}
+
+/* gelu(x) = 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3). */
+__attribute__((target("avx2,fma"))) static void gelu_avx2(float *x, size_t n) {
+    const __m256 c = _mm256_set1_ps(-2.0f * 0.7978845608028654f), c3 = _mm256_set1_ps(0.044715f);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 u = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(c3, v), _mm256_mul_ps(v, v), v));
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, exp8(u))));
+    }
+    for (; i < n; i++) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    }
+}
+#endif
+
+void op_softmax(float *x, int n) {
+#if HAVE_X86
+    if (cpu_has_avx2()) {
+        softmax_avx2(x, n);
+        return;
+    }
+#endif
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    if (mx == -INFINITY) {
+        for (int i = 0; i < n; i++) x[i] = 1.0f / (float)n;
+        return;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    for (int i = 0; i < n; i++) x[i] = (float)(x[i] / sum);
+}
+
+typedef struct {
+    float *x;
+    size_t n;
+} GeluJob;
+
+#define GELU_BLOCK 16384
+static void gelu_task(void *ctx, int i, int thread) {
+    (void)thread;
+    GeluJob *j = ctx;
+    size_t a = (size_t)i * GELU_BLOCK, b = a + GELU_BLOCK < j->n ? a + GELU_BLOCK : j->n;
+#if HAVE_X86
+    if (cpu_has_avx2()) {
+        gelu_avx2(j->x + a, b - a);
+        return;
+    }
+#endif
+    for (size_t k = a; k < b; k++) {
+        float v = j->x[k];
+        j->x[k] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    }
+}
+
+void op_gelu(WhisperState *st, float *x, size_t n) {
+    GeluJob j = {x, n};
+    di_pool_run(st->pool, (int)((n + GELU_BLOCK - 1) / GELU_BLOCK), gelu_task, &j);
+}
+
+typedef struct {
+    float *y;
+    const float *x;
+    int M, N;
+    const float *g, *b;
+} NormJob;
+
+#define NORM_ROWS 32
+static void norm_task(void *ctx, int i, int thread) {
+    (void)thread;
+    NormJob *j = ctx;
+    int r1 = (i + 1) * NORM_ROWS < j->M ? (i + 1) * NORM_ROWS : j->M;
+    for (int r = i * NORM_ROWS; r < r1; r++) {
+        const float *x = j->x + (size_t)r * j->N;
+        float *y = j->y + (size_t)r * j->N;
+        double mean = 0, var = 0;
+        for (int k = 0; k < j->N; k++) mean += x[k];
+        mean /= j->N;
+        for (int k = 0; k < j->N; k++) var += (x[k] - mean) * (x[k] - mean);
+        var /= j->N;
+        float inv = (float)(1.0 / sqrt(var + 1e-5));
+        float mu = (float)mean;
+        for (int k = 0; k < j->N; k++) y[k] = (x[k] - mu) * inv * j->g[k] + j->b[k];
+    }
+}
+
+void op_layer_norm(WhisperState *st, float *y, const float *x, int M, int N, const Tensor *g,
+                   const Tensor *b) {
+    NormJob j = {y, x, M, N, g->data, b->data};
+    di_pool_run(st->pool, (M + NORM_ROWS - 1) / NORM_ROWS, norm_task, &j);
+}
+
+void op_attention(float *out, const float *q, const float *k, const float *v, int n_q, int n_kv,
+                  int dh, int ld, float scale, int causal_base, float *scores) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n_kv, dh, scale, q, ld, k, ld, 0.0f,
+                scores, n_kv);
+    for (int i = 0; i < n_q; i++) {
+        float *row = scores + (size_t)i * n_kv;
+        if (causal_base >= 0)
+            for (int j = causal_base + i + 1; j < n_kv; j++) row[j] = -INFINITY;
+        op_softmax(row, n_kv);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_q, dh, n_kv, 1.0f, scores, n_kv, v,
+                ld, 0.0f, out, ld);
+}
+
+double encoder_flops(const WhisperHparams *hp) {
+    double S = hp->n_audio_state, T = hp->n_audio_ctx, F = 2.0 * T;
+    double conv = 2.0 * F * (3.0 * hp->n_mels) * S + 2.0 * T * (3.0 * S) * S;
+    double layer = 2.0 * T * S * S * 4   /* q, k, v, out */
+                   + 2.0 * T * T * S * 2 /* scores and weighted sum */
+                   + 2.0 * T * S * 4 * S * 2; /* mlp */
+    return conv + layer * hp->n_audio_layer;
+}

@@ -1,0 +1,222 @@
+/*
+ * whisper: diarist's Whisper inference engine, a pure library.
+ *
+ * It takes 16 kHz mono float PCM and returns text; it knows nothing of files
+ * other than the model, nor of HTTP, storage or queues.
+ *
+ * Ownership:
+ * - A WhisperModel is loaded once (whisper_model_load), is read-only after
+ *   that, and may be shared by any number of threads.
+ * - A WhisperState holds one run's buffers and caches. Create one per
+ *   concurrent transcription; a state is used by one thread at a time.
+ *   The model must outlive its states.
+ * - A WhisperResult is filled by whisper_transcribe and freed by
+ *   whisper_result_free. Every _free accepts NULL.
+ *
+ * Errors: functions return 0 or a negative DI_E* code (core.h) and write a
+ * readable message into the caller's msg buffer.
+ */
+#ifndef DIARIST_WHISPER_H
+#define DIARIST_WHISPER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+#define WHISPER_SAMPLE_RATE 16000
+#define WHISPER_N_FFT 400
+#define WHISPER_HOP 160
+#define WHISPER_CHUNK_SECONDS 30
+#define WHISPER_N_SAMPLES (WHISPER_SAMPLE_RATE * WHISPER_CHUNK_SECONDS) /* 480000 */
+#define WHISPER_N_FRAMES (WHISPER_N_SAMPLES / WHISPER_HOP)                /* 3000 */
+
+/* The model's blueprint, in the order the file stores it. */
+typedef struct {
+    int n_vocab;
+    int n_audio_ctx;   /* encoder positions (1500) */
+    int n_audio_state; /* encoder width */
+    int n_audio_head;
+    int n_audio_layer;
+    int n_text_ctx; /* decoder positions (448) */
+    int n_text_state;
+    int n_text_head;
+    int n_text_layer;
+    int n_mels;
+    int ftype; /* 0 = f32, 1 = f16 (after ftype %= 1000) */
+} WhisperHparams;
+
+typedef struct WhisperModel WhisperModel;
+typedef struct WhisperState WhisperState;
+
+/* ---- CPU kernels ------------------------------------------------------- */
+
+/* The OpenBLAS kernel family in use ("SkylakeX", "Haswell", ...). */
+const char *whisper_blas_core(void);
+/* The OPENBLAS_CORETYPE this CPU should run when OpenBLAS picked a weaker
+ * family than its features allow, else NULL. OpenBLAS reads that variable
+ * only at load time, so a program acts on it by re-executing itself. */
+const char *whisper_blas_better_core(void);
+/* Keeps OpenBLAS to the calling thread; states bring their own threads. */
+void whisper_blas_single_thread(void);
+
+/* ---- Model ------------------------------------------------------------- */
+
+int whisper_model_load(const char *path, WhisperModel **out, char *msg, size_t cap);
+/* Parses a model already in memory; the model keeps its own copy. */
+int whisper_model_load_buffer(const void *data, size_t size, WhisperModel **out, char *msg,
+                              size_t cap);
+void whisper_model_free(WhisperModel *model);
+const WhisperHparams *whisper_model_hparams(const WhisperModel *model);
+int whisper_model_is_multilingual(const WhisperModel *model);
+/* Short description like "base" or "custom (S=128, 2+2 layers)". */
+const char *whisper_model_type(const WhisperModel *model);
+size_t whisper_model_bytes(const WhisperModel *model);
+
+/* ---- Tokens ------------------------------------------------------------ */
+
+/* Special token ids, derived from n_vocab the way Whisper derives them. */
+typedef struct {
+    int eot, sot, translate, transcribe, solm, prev, nosp, notimestamps, timestamp_begin;
+    int lang_begin; /* first language token (sot + 1) */
+    int n_languages;
+} WhisperSpecials;
+const WhisperSpecials *whisper_specials(const WhisperModel *model);
+
+/* Raw bytes of one token (not NUL-terminated; may be part of a UTF-8
+ * character). Special tokens return their "<|name|>" form. */
+const char *whisper_token_bytes(const WhisperModel *model, int id, int *len);
+/* Decodes ordinary tokens (ids below eot) to a new UTF-8 string; specials
+ * are skipped. Bytes that do not form valid UTF-8 are replaced by U+FFFD.
+ * Caller frees. */
+char *whisper_detokenize(const WhisperModel *model, const int *ids, int n);
+/* Byte-level BPE encoding of text, as OpenAI's tokenizer does it. *ids is
+ * allocated (caller frees) and *n set. */
+int whisper_tokenize(const WhisperModel *model, const char *text, int **ids, int *n, char *msg,
+                     size_t cap);
+/* Language code ("en") <-> index; -1 when unknown. */
+int whisper_lang_id(const char *code);
+const char *whisper_lang_code(int id);
+int whisper_lang_count(void);
+
+/* ---- Audio features ---------------------------------------------------- */
+
+/* Log-mel spectrogram exactly as OpenAI Whisper computes it, of pcm followed
+ * by pad_samples zero samples. *mel is allocated [n_mels][*n_frames]
+ * (mel-bin major), caller frees. */
+int whisper_log_mel(const WhisperModel *model, const float *pcm, size_t n_samples,
+                    size_t pad_samples, int n_threads, float **mel, int *n_frames, char *msg,
+                    size_t cap);
+
+/* ---- States and low-level passes (tests, benchmarks) -------------------- */
+
+int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState **out,
+                         char *msg, size_t cap);
+void whisper_state_free(WhisperState *state);
+
+/* Runs the encoder on mel frames [offset, offset + 3000) of a mel of
+ * n_frames frames laid out [n_mels][n_frames]; frames past the end read as 0.
+ * Also computes every decoder layer's cross-attention keys and values. */
+int whisper_encode(WhisperState *state, const float *mel, int n_frames, int offset, char *msg,
+                   size_t cap);
+/* Encoder output [n_audio_ctx][n_audio_state] of the last whisper_encode. */
+const float *whisper_encoder_output(const WhisperState *state);
+
+/* Feeds n tokens of one sequence at positions n_past.. and returns the
+ * logits of the last one ([n_vocab], valid until the next call). */
+int whisper_decode(WhisperState *state, const int *tokens, int n, int n_past,
+                   const float **logits, char *msg, size_t cap);
+
+/* ---- Transcription ----------------------------------------------------- */
+
+typedef struct {
+    const char *language; /* NULL or "auto": detect (multilingual models) */
+    int translate;
+    int beam_size;     /* 0 or 1 with best_of at T=0 means greedy */
+    float patience;    /* beam search; 1.0 by default */
+    int best_of;       /* candidates sampled at T > 0 */
+    float temperature; /* the first temperature tried */
+    float temperature_increment; /* fallback step; 0 disables fallback */
+    float compression_ratio_threshold; /* 2.4 */
+    float logprob_threshold;           /* -1.0 */
+    float no_speech_threshold;         /* 0.6 */
+    int condition_on_previous_text;    /* 1 */
+    const char *initial_prompt;        /* NULL for none */
+    int without_timestamps;
+    float max_initial_timestamp; /* 1.0 s */
+    int suppress_blank;          /* 1 */
+    int suppress_non_speech;     /* 1: OpenAI's suppress_tokens="-1" */
+    int sample_len;              /* tokens per window; 0 = n_text_ctx / 2 */
+    uint64_t seed;               /* for sampling at T > 0 */
+    /* Called after each window with seconds done and total; may be NULL. */
+    void (*progress)(void *ud, double done, double total);
+    void *progress_ud;
+} WhisperParams;
+
+/* OpenAI Whisper's transcribe() defaults (greedy, fallback on). */
+WhisperParams whisper_default_params(void);
+
+typedef struct {
+    int id;           /* 0-based */
+    int seek;         /* mel frame the window started at */
+    double start, end; /* seconds */
+    char *text;
+    int *tokens; /* every sampled token, timestamps included */
+    int n_tokens;
+    float temperature;
+    float avg_logprob;
+    float compression_ratio;
+    float no_speech_prob;
+} WhisperSegment;
+
+typedef struct {
+    char language[16];
+    double duration; /* seconds of audio */
+    WhisperSegment *segments;
+    int n_segments;
+    char *text; /* all segments joined */
+} WhisperResult;
+
+int whisper_transcribe(WhisperState *state, const float *pcm, size_t n_samples,
+                       const WhisperParams *params, WhisperResult *out, char *msg, size_t cap);
+void whisper_result_free(WhisperResult *result);
+
+/* Detects the spoken language from the first window of a mel; writes the
+ * language index and, if probs is not NULL, whisper_lang_count() probabilities. */
+int whisper_detect_language(WhisperState *state, const float *mel, int n_frames, int *lang,
+                            float *probs, char *msg, size_t cap);
+
+/* ---- Synthetic models (synth.c) ----------------------------------------- */
+
+/* No real Whisper weights can be fetched where diarist is tested, so tests
+ * and benchmarks use models with the real architecture and seeded random
+ * weights, written in the same ggml format. */
+typedef struct {
+    WhisperHparams hp; /* dimensions; hp.ftype 0 (f32) or 1 (f16) */
+    uint64_t seed;
+    const char *vocab_from; /* ggml model whose mel filters and vocabulary are
+                               copied; NULL generates them */
+} WhisperSynthSpec;
+/* Dimensions of a named size: micro, tiny, base, small, medium, large,
+ * large-v3-turbo. DI_EINVAL for other names. */
+int whisper_synth_preset(const char *name, WhisperHparams *hp);
+int whisper_synth_write(const char *path, const WhisperSynthSpec *spec, char *msg, size_t cap);
+
+/* ---- Benchmarks -------------------------------------------------------- */
+
+typedef struct {
+    double sgemm_gflops;      /* OpenBLAS sgemm 2048^3 on n_threads, this run */
+    double encoder_ms;        /* per 30 s window, median */
+    double encoder_gflops;    /* encoder FLOPs / encoder time */
+    double encoder_flops;     /* FLOPs counted per window */
+    double decoder_ms_per_token;        /* one sequence, median */
+    double decoder_batch5_ms_per_step;  /* 5 sequences in lockstep, median */
+    double decoder_batch5_ms_per_token; /* the same divided by 5 */
+} WhisperBench;
+
+/* Times the engine's parts on synthetic input with a fresh state of
+ * n_threads; each figure is the median of `repeats` runs. */
+int whisper_bench(const WhisperModel *model, int n_threads, int repeats, WhisperBench *out,
+                  char *msg, size_t cap);
+
+#endif

@@ -1,0 +1,159 @@
+/*
+ * Private to src/whisper: the structures behind whisper.h's opaque types and
+ * the functions its files call in one another. Nothing outside src/whisper
+ * includes this (tests aside).
+ *
+ * Shapes in comments are C order, slowest index first: [rows][cols].
+ */
+#ifndef DIARIST_WHISPER_IMPL_H
+#define DIARIST_WHISPER_IMPL_H
+
+#include "whisper/whisper.h"
+
+enum { TENSOR_F32 = 0, TENSOR_F16 = 1 };
+
+/* A view of one tensor inside the loaded file. ne[0] is the fastest index
+ * (ggml order): a PyTorch [out][in] matrix has ne = {in, out}. */
+typedef struct {
+    int type; /* TENSOR_F32 or TENSOR_F16 */
+    int n_dims;
+    int ne[3];
+    const void *data;
+} Tensor;
+
+typedef struct {
+    Tensor q_w, q_b; /* [S][S], [S] */
+    Tensor k_w;      /* [S][S], Whisper's key projection has no bias */
+    Tensor v_w, v_b; /* [S][S], [S] */
+    Tensor o_w, o_b; /* [S][S], [S] */
+} AttnWeights;
+
+/* A transformer block; encoder blocks leave cross-attention empty. */
+typedef struct {
+    Tensor attn_ln_w, attn_ln_b; /* [S] */
+    AttnWeights attn;
+    Tensor cross_ln_w, cross_ln_b; /* [S] */
+    AttnWeights cross;
+    Tensor mlp_ln_w, mlp_ln_b; /* [S] */
+    Tensor fc1_w, fc1_b;       /* [4S][S], [4S] */
+    Tensor fc2_w, fc2_b;       /* [S][4S], [S] */
+} Block;
+
+typedef struct {
+    Tensor conv1_w, conv1_b; /* [S][n_mels][3], [S] */
+    Tensor conv2_w, conv2_b; /* [S][S][3], [S] */
+    Tensor enc_pos;          /* [n_audio_ctx][S] f32 */
+    Block *enc;              /* n_audio_layer */
+    Tensor enc_ln_w, enc_ln_b;
+    Tensor tok_emb; /* [n_vocab][S] */
+    Tensor dec_pos; /* [n_text_ctx][S] f32 */
+    Block *dec;     /* n_text_layer */
+    Tensor dec_ln_w, dec_ln_b;
+} Weights;
+
+/* The tokenizer: every id's bytes, a lookup from bytes to id for BPE, the
+ * special ids and OpenAI's set of non-speech tokens to suppress. */
+typedef struct {
+    int n_vocab;
+    char **bytes; /* [n_vocab], owned */
+    int *lens;    /* [n_vocab] */
+    int *hash;    /* open-addressing table of ids, n_hash slots, -1 = empty */
+    int n_hash;
+    WhisperSpecials sp;
+    int *non_speech; /* sorted ids */
+    int n_non_speech;
+    int blank; /* encode(" ")[0], suppressed at the start of a window */
+} Tokenizer;
+
+struct WhisperModel {
+    WhisperHparams hp;
+    char type_name[64];
+    int multilingual;
+    uint8_t *file; /* the whole model file; tensors point into it */
+    size_t file_size;
+    float *mel_filters; /* [n_mels][201] */
+    Tokenizer tok;
+    Weights w;
+};
+
+/* Tokenizer (tokenizer.c). entries[i]/lens[i], i < count, are the file's
+ * vocabulary block; ids from count to n_vocab are synthesised. */
+int tokenizer_init(Tokenizer *t, int n_vocab, int count, const uint8_t *const *entries,
+                   const uint32_t *lens, char *msg, size_t cap);
+void tokenizer_free(Tokenizer *t);
+int tokenizer_encode(const Tokenizer *t, const char *text, int **ids, int *n);
+int tokenizer_lookup(const Tokenizer *t, const char *bytes, int len); /* id or -1 */
+
+/* Log-mel (mel.c) given the filter bank [n_mels][201]. */
+int log_mel(const float *filters, int n_mels, const float *pcm, size_t n_samples,
+            size_t pad_samples, int n_threads, float **mel, int *n_frames);
+
+/* The FFT behind log_mel (mel.c): complex, interleaved re/im, any n whose
+ * prime factors are at most 31. */
+typedef struct FftPlan FftPlan;
+int fft_plan_create(int n, FftPlan **out);
+void fft_plan_free(FftPlan *p);
+void fft_run(const FftPlan *p, const double *in, double *out);
+
+/* Per-run buffers and caches (state.c, encoder.c, decoder.c). */
+struct WhisperState {
+    const WhisperModel *model;
+    DiPool *pool;
+    int n_threads;
+
+    /* Encoder. */
+    float *enc_out;   /* [n_audio_ctx][S] */
+    float *cross_k;   /* [n_text_layer][n_audio_ctx][S] */
+    float *cross_v;   /* [n_text_layer][n_audio_ctx][S] */
+    float *scratch;   /* encoder work space */
+    size_t scratch_size;
+    float *wbuf;      /* f16 weights converted for one GEMM, per thread */
+    size_t wbuf_size; /* floats per thread */
+
+    /* Decoder: one self-attention cache per sequence. */
+    int n_seq_cap;
+    float *self_k; /* [n_seq_cap][n_text_layer][n_text_ctx][S] */
+    float *self_v;
+    float *dec_buf; /* decoder activations */
+    size_t dec_buf_size;
+    float *logits; /* [n_seq_cap][n_vocab] */
+    float *reorder_tmp; /* [n_seq_cap][n_text_ctx][S], for decoder_reorder */
+};
+
+/* Feeds n_tok tokens to each of n_seq sequences (tokens[s * n_tok + i]) at
+ * positions n_past.., all against the cross-attention of the last encode.
+ * Writes each sequence's last-token logits to logits[s * n_vocab]; with
+ * logits NULL, to the state's own st->logits (valid until the next call;
+ * never pass st->logits itself, as growing the caches may move it). */
+int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, int n_past,
+                    float *logits, char *msg, size_t cap);
+/* Beam reordering: sequence s takes the first n_past cache rows of old
+ * sequence src[s]. */
+void decoder_reorder(WhisperState *st, int n_seq, const int *src, int n_past);
+/* Grows the caches to hold n_seq sequences. */
+int decoder_reserve(WhisperState *st, int n_seq, char *msg, size_t cap);
+
+#endif
+
+/* ---- Operations (ops.c), parallel over the state's pool ----------------- */
+
+/* y[M][N] = x[M][K] . W^T (+ b), W a [N][K] f16 or f32 tensor, b [N] or NULL. */
+void op_matmul(WhisperState *st, float *y, const float *x, int M, int K, const Tensor *w,
+               const Tensor *b);
+/* y = LayerNorm(x) * g + b over rows of N; y may equal x. */
+void op_layer_norm(WhisperState *st, float *y, const float *x, int M, int N, const Tensor *g,
+                   const Tensor *b);
+/* In place, tanh approximation (as whisper.cpp). */
+void op_gelu(WhisperState *st, float *x, size_t n);
+/* In place over one row. */
+void op_softmax(float *x, int n);
+/* Multi-head attention for one head and a block of queries:
+ * out[i][0..dh) = softmax(q[i] . k[j]^T * scale, j < n_kv (and j <= causal_base + i when
+ * causal_base >= 0)) . v; rows of q/k/v/out are ld floats apart. scores holds n_q*n_kv. */
+void op_attention(float *out, const float *q, const float *k, const float *v, int n_q, int n_kv,
+                  int dh, int ld, float scale, int causal_base, float *scores);
+/* Fills wbuf-sized scratch per thread: floats available to each thread. */
+float *op_thread_scratch(WhisperState *st, int thread, size_t *n);
+
+/* Encoder FLOPs per 30 s window (for benchmarks). */
+double encoder_flops(const WhisperHparams *hp);

@@ -1,0 +1,27 @@
+/* Helpers shared by the test programs: where the shared golden data and the
+ * built binary are, scratch space, whole-file reads. */
+#ifndef DIARIST_TESTUTIL_H
+#define DIARIST_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* Path of a file under ../shared (env DIARIST_SHARED); static buffer. */
+const char *tu_shared(const char *rel);
+/* A fresh scratch directory for this test program (env DIARIST_TMP). */
+const char *tu_tmpdir(void);
+/* Path inside tu_tmpdir(); static rotating buffers. */
+const char *tu_tmp(const char *name);
+/* Reads a whole file; NULL on failure. Caller frees. */
+void *tu_read(const char *path, size_t *size);
+/* Writes a file; 0 on success. */
+int tu_write(const char *path, const void *data, size_t size);
+/* Runs a shell command, returns its exit status (or -1). */
+int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The diarist binary under test (env DIARIST_BIN). */
+const char *tu_bin(void);
+
+#endif
