@@ -117,7 +117,8 @@ void beam_free(BeamSearch *b);
  * that beam's filtered logits. Writes the new last token of each beam and
  * the beam it grew from (the caller copies that beam's cache), appends the
  * tokens, and records finished candidates. Returns 1 when the window is
- * done (max_candidates finished), 0 to go on, or DI_ENOMEM / DI_ERANGE. */
+ * done (max_candidates finished), 0 to go on, or a negative DI_E* code
+ * (DI_ERANGE when the beams are already cap tokens long). */
 int beam_step(BeamSearch *b, const float *logprobs, int *next_tokens, int *sources);
 /* If fewer than beam_size candidates finished, adds the live beams (best
  * first, each closed with eot) until there are beam_size. */

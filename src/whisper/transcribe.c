@@ -245,8 +245,9 @@ static LogitRules window_rules(const Decoder *d, int sample_begin) {
     r.sample_begin = sample_begin;
     r.without_timestamps = p->without_timestamps;
     /* OpenAI: round(max_initial_timestamp / 0.02), and 0 means no limit. */
+    double index = nearbyint(p->max_initial_timestamp / 0.02);
     r.max_initial_timestamp_index =
-        p->max_initial_timestamp > 0.0f ? (int)nearbyint(p->max_initial_timestamp / 0.02) : -1;
+        p->max_initial_timestamp > 0.0f ? (index < d->n_vocab ? (int)index : d->n_vocab) : -1;
     r.suppress_blank = p->suppress_blank;
     r.blank = d->model->tok.blank;
     r.suppress = d->suppress;
@@ -564,17 +565,6 @@ static int add_initial_prompt(Transcript *t, const WhisperModel *model, const ch
     return err ? di_fail(msg, cap, err, "out of memory for the prompt") : 0;
 }
 
-/* A window's mel [n_mels][3000]: frames [seek, seek + size) of the whole
- * mel, then zeros, as OpenAI's pad_or_trim of the slice gives. */
-static void window_mel(const float *mel, int n_mels, int n_frames, int seek, int size,
-                       float *out) {
-    for (int m = 0; m < n_mels; m++) {
-        float *row = out + (size_t)m * WHISPER_N_FRAMES;
-        memcpy(row, mel + (size_t)m * n_frames + seek, (size_t)size * sizeof *row);
-        memset(row + size, 0, (size_t)(WHISPER_N_FRAMES - size) * sizeof *row);
-    }
-}
-
 /* Decodes one window, retrying at higher temperatures while the result
  * looks repetitive or unlikely. */
 static int decode_with_fallback(Decoder *d, const int *initial, int n_init, int sot_index,
@@ -601,14 +591,11 @@ static int transcribe_windows(Decoder *d, const float *mel, int n_frames, const 
                               int n_sot, double duration, Transcript *t) {
     const WhisperParams *p = d->p;
     const WhisperModel *model = d->model;
-    const int n_mels = model->hp.n_mels, content_frames = n_frames - WHISPER_N_FRAMES;
+    const int content_frames = n_frames - WHISPER_N_FRAMES;
     SearchThresholds th = {p->compression_ratio_threshold, p->logprob_threshold,
                            p->no_speech_threshold};
-    float *win = malloc((size_t)n_mels * WHISPER_N_FRAMES * sizeof *win);
     int *initial = malloc((size_t)(d->n_text_ctx / 2 + n_sot + 1) * sizeof *initial);
-    if (!win || !initial) {
-        free(win);
-        free(initial);
+    if (!initial) {
         return di_fail(d->msg, d->msg_cap, DI_ENOMEM, "out of memory for a window");
     }
     int err = 0, seek = 0, prompt_from = 0;
@@ -617,8 +604,13 @@ static int transcribe_windows(Decoder *d, const float *mel, int n_frames, const 
     while (seek < content_frames && !err) {
         int size = content_frames - seek < WHISPER_N_FRAMES ? content_frames - seek
                                                              : WHISPER_N_FRAMES;
-        window_mel(mel, n_mels, n_frames, seek, size, win);
-        err = whisper_encode(d->st, win, WHISPER_N_FRAMES, 0, d->msg, d->msg_cap);
+        /* The window reads 3000 frames from seek; past the audio they are
+         * the log-mel of the 30 s of silence appended to it. That is what
+         * the model saw in training for short audio (OpenAI pads the audio,
+         * then takes the mel) and what whisper.cpp feeds it; OpenAI's
+         * transcribe() instead zero-fills the last window's mel, which the
+         * model never saw and which changes its output on short files. */
+        err = whisper_encode(d->st, mel, n_frames, seek, d->msg, d->msg_cap);
         if (err) break;
         int sot_index;
         int n_init = build_initial(t, prompt_from, sot_seq, n_sot, d->n_text_ctx, initial,
@@ -645,7 +637,6 @@ static int transcribe_windows(Decoder *d, const float *mel, int n_frames, const 
         }
     }
     window_result_free(&res);
-    free(win);
     free(initial);
     return err;
 }
