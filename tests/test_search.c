@@ -220,8 +220,8 @@ static void test_greedy_step_and_eot(void **st) {
     tok = search_greedy_step(lg, NV, EOT, EOT, 0.0f, NULL, &ended);
     assert_int_equal(tok, EOT);
     assert_float_equal(ended, -2.5, 0.0);
-    SearchRng rng;
-    search_rng_seed(&rng, 7);
+    DiRng rng;
+    di_rng_seed(&rng, 7);
     tok = search_greedy_step(lg, NV, EOT, EOT, 1.0f, &rng, &ended);
     assert_int_equal(tok, EOT);
     assert_float_equal(ended, -2.5, 0.0);
@@ -234,10 +234,10 @@ static void test_sampling(void **st) {
     float lg[NV];
     for (int i = 0; i < NV; i++) lg[i] = (float)((i * 7) % 11) * 0.1f;
     int argmax = search_argmax(lg, NV);
-    SearchRng a, b, c;
-    search_rng_seed(&a, 42);
-    search_rng_seed(&b, 42);
-    search_rng_seed(&c, 43);
+    DiRng a, b, c;
+    di_rng_seed(&a, 42);
+    di_rng_seed(&b, 42);
+    di_rng_seed(&c, 43);
     int differ = 0, not_argmax = 0;
     for (int i = 0; i < 50; i++) {
         int ta = search_pick(lg, NV, 1.0f, &a);

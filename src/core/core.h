@@ -53,6 +53,17 @@ uint16_t di_f32_to_f16(float f);
 /* Converts n halves; uses F16C instructions when the CPU has them. */
 void di_f16_to_f32_row(const uint16_t *src, float *dst, size_t n);
 
+/* A seeded xoshiro256** generator: the same numbers on every machine, so
+ * sampling and synthetic models are repeatable. Any seed, 0 included, is
+ * spread over the state by splitmix64. */
+typedef struct {
+    uint64_t s[4];
+} DiRng;
+void di_rng_seed(DiRng *rng, uint64_t seed);
+uint64_t di_rng_next(DiRng *rng);
+/* Uniform in [0, 1) with 53 random bits. */
+double di_rng_uniform(DiRng *rng);
+
 /* Monotonic clock in seconds. */
 double di_now(void);
 /* Peak resident set size of this process in bytes (0 if unknown). */

@@ -149,41 +149,14 @@ double search_softmax_at(const float *x, int n, int id) {
     return exp((double)x[id] - lse);
 }
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-void search_rng_seed(SearchRng *rng, uint64_t seed) {
-    /* splitmix64 spreads any seed, 0 included, over the whole state. */
-    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
-}
-
-double search_rng_uniform(SearchRng *rng) {
-    uint64_t *s = rng->s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return (double)(result >> 11) * 0x1.0p-53;
-}
-
-int search_pick(const float *logits, int n, float temperature, SearchRng *rng) {
+int search_pick(const float *logits, int n, float temperature, DiRng *rng) {
     int best = search_argmax(logits, n);
     if (!(temperature > 0.0f) || !rng) return best;
     double max = logits[best];
     if (!isfinite(max)) return best;
     double total = 0.0;
     for (int i = 0; i < n; i++) total += exp(((double)logits[i] - max) / temperature);
-    double u = search_rng_uniform(rng) * total;
+    double u = di_rng_uniform(rng) * total;
     double cum = 0.0;
     int last_possible = best;
     for (int i = 0; i < n; i++) {
@@ -198,7 +171,7 @@ int search_pick(const float *logits, int n, float temperature, SearchRng *rng) {
 }
 
 int search_greedy_step(const float *logits, int n_vocab, int last, int eot, float temperature,
-                       SearchRng *rng, double *sum_logprob) {
+                       DiRng *rng, double *sum_logprob) {
     if (last == eot) return eot;
     int tok = search_pick(logits, n_vocab, temperature, rng);
     *sum_logprob += (double)logits[tok] - search_logsumexp(logits, n_vocab);

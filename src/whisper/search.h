@@ -56,24 +56,17 @@ int search_argmax(const float *x, int n);
 /* softmax(x)[id]: the no-speech probability is this at the sot position. */
 double search_softmax_at(const float *x, int n, int id);
 
-/* A seeded xoshiro256** generator, so sampling is repeatable. */
-typedef struct {
-    uint64_t s[4];
-} SearchRng;
-void search_rng_seed(SearchRng *rng, uint64_t seed);
-/* Uniform in [0, 1). */
-double search_rng_uniform(SearchRng *rng);
 
 /* Chooses the next token: the argmax at temperature 0, otherwise a draw
  * from softmax(logits / temperature). */
-int search_pick(const float *logits, int n, float temperature, SearchRng *rng);
+int search_pick(const float *logits, int n, float temperature, DiRng *rng);
 
 /* One step of OpenAI's GreedyDecoder for one sequence: a sequence that has
  * ended (last == eot) keeps emitting eot and its sum stops growing;
  * otherwise the token is picked and its log-probability under the filtered
  * logits at temperature 1 is added to *sum_logprob. Returns the token. */
 int search_greedy_step(const float *logits, int n_vocab, int last, int eot, float temperature,
-                       SearchRng *rng, double *sum_logprob);
+                       DiRng *rng, double *sum_logprob);
 
 /* ---- Beam search ----------------------------------------------------- */
 

@@ -123,17 +123,10 @@ static int check_hparams(const WhisperHparams *hp, char *msg, size_t cap) {
 /* ---- Random numbers ---------------------------------------------------- */
 
 typedef struct {
-    uint64_t s[4];
+    DiRng core;
     int has_spare;
     double spare;
 } Rng;
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static uint64_t fnv1a(const char *s) {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -145,33 +138,14 @@ static uint64_t fnv1a(const char *s) {
 /* One independent stream per tensor, so a tensor's values do not depend on
  * which tensors come before it. */
 static void rng_init(Rng *r, uint64_t seed, const char *name) {
-    uint64_t x = seed;
-    x = splitmix64(&x) ^ fnv1a(name);
-    for (int i = 0; i < 4; i++)
-        r->s[i] = splitmix64(&x);
+    DiRng mix;
+    di_rng_seed(&mix, seed);
+    di_rng_seed(&r->core, mix.s[0] ^ fnv1a(name));
     r->has_spare = 0;
 }
 
-static uint64_t rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(Rng *r) { /* xoshiro256** */
-    uint64_t *s = r->s;
-    uint64_t out = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return out;
-}
-
-/* Uniform in [0, 1) with 53 random bits. */
 static double rng_uniform(Rng *r) {
-    return (double)(rng_next(r) >> 11) * 0x1p-53;
+    return di_rng_uniform(&r->core);
 }
 
 /* Natural log of x in (0, 1], from basic arithmetic only so that the result

@@ -195,7 +195,7 @@ typedef struct {
     double *sums;   /* [n_group_max] */
     int *next;      /* [n_group_max] */
     int *src;       /* [n_group_max] */
-    SearchRng rng;
+    DiRng rng;
     char *msg;
     size_t msg_cap;
 } Decoder;
@@ -230,7 +230,7 @@ static int decoder_init(Decoder *d, WhisperState *st, const WhisperParams *p, in
         return di_fail(d->msg, d->msg_cap, DI_ENOMEM, "out of memory for decoding buffers");
     d->n_suppress = search_suppress_list(d->sp, m->tok.non_speech, m->tok.n_non_speech,
                                          p->suppress_non_speech, d->suppress);
-    search_rng_seed(&d->rng, p->seed);
+    di_rng_seed(&d->rng, p->seed);
     return decoder_reserve(st, n_group_max, d->msg, d->msg_cap);
 }
 
