@@ -6,9 +6,14 @@
 #ifndef DIARIST_CLI_H
 #define DIARIST_CLI_H
 
+#include <stdio.h>
+
+#include "notes/notes.h"
+
 int cmd_transcribe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
+int cmd_note(int argc, char **argv);
 
 /* Default thread count: the cores this process may use, at most 8. */
 int cli_default_threads(void);
@@ -17,5 +22,12 @@ int cli_int(const char *s, int lo, int hi, int *out);
 int cli_float(const char *s, float lo, float hi, float *out);
 /* The model path: the flag's value, else $DIARIST_MODEL, else NULL. */
 const char *cli_model_path(const char *flag);
+
+/* Shared by `note` and `transcribe --note` (note.c). */
+/* "json" -> 1, "markdown"/"md" -> 0; -1 for anything else. */
+int cli_note_format_parse(const char *s, int *json);
+/* Generates an entry and renders it (json or markdown) to out (if not NULL)
+ * and/or into *text (caller frees); errors are reported on stderr. */
+int cli_note_emit(NoteGenerator *g, const NoteRequest *req, int json, FILE *out, char **text);
 
 #endif

@@ -16,6 +16,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: diarist <command> [options]\n\n"
                "commands:\n"
                "  transcribe   turn audio files into text with a Whisper model\n"
+               "  note         turn a transcript into a structured diary entry\n"
                "  bench        measure the engine on this machine\n"
                "  gen-model    write a synthetic Whisper model (for tests and benchmarks)\n\n"
                "Run 'diarist <command> --help' for a command's options.\n");
@@ -94,6 +95,7 @@ int main(int argc, char **argv) {
     ensure_blas_kernels(argv);
     if (!strcmp(cmd, "transcribe")) return cmd_transcribe(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "note")) return cmd_note(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 1, argv + 1);
     fprintf(stderr, "diarist: unknown command '%s'\n\n", cmd);
     usage(stderr);

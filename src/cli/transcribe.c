@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define MAX_FORMATS 5
 
@@ -23,6 +24,9 @@ typedef struct {
     const char *out_dir; /* -o: write files into this folder */
     int beside;          /* -O: write files next to each input */
     int progress;        /* -1 auto (long files), 0 off, 1 on */
+    int note;            /* also write a diary entry */
+    int note_json;       /* ... as json rather than markdown */
+    NoteGenerator *notes;
 } Options;
 
 static void usage(FILE *f) {
@@ -50,13 +54,16 @@ static void usage(FILE *f) {
             "                            default text)\n"
             "  -o, --output-dir DIR      write FILE's transcript into DIR as NAME.EXT\n"
             "  -O, --output-beside       write each transcript next to its input\n"
-            "      --progress / --no-progress  progress lines on stderr (default: files > 60 s)\n");
+            "      --progress / --no-progress  progress lines on stderr (default: files > 60 s)\n"
+            "      --note                also write a diary entry (see 'diarist note --help';\n"
+            "                            NAME.note.md beside the transcript with -o or -O)\n"
+            "      --note-format F       markdown (default) or json\n");
 }
 
 enum {
     OPT_TRANSLATE = 256, OPT_BEAM, OPT_PATIENCE, OPT_BEST_OF, OPT_TEMP, OPT_TEMP_INC,
     OPT_NO_FALLBACK, OPT_CRT, OPT_LPT, OPT_NST, OPT_NO_COND, OPT_PROMPT, OPT_NO_TS, OPT_SEED,
-    OPT_PROGRESS, OPT_NO_PROGRESS
+    OPT_PROGRESS, OPT_NO_PROGRESS, OPT_NOTE, OPT_NOTE_FORMAT
 };
 
 static const struct option long_opts[] = {
@@ -82,6 +89,8 @@ static const struct option long_opts[] = {
     {"output-beside", no_argument, 0, 'O'},
     {"progress", no_argument, 0, OPT_PROGRESS},
     {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
+    {"note", no_argument, 0, OPT_NOTE},
+    {"note-format", required_argument, 0, OPT_NOTE_FORMAT},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -161,6 +170,12 @@ static int parse_args(int argc, char **argv, Options *o) {
         case 'O': o->beside = 1; break;
         case OPT_PROGRESS: o->progress = 1; break;
         case OPT_NO_PROGRESS: o->progress = 0; break;
+        case OPT_NOTE: o->note = 1; break;
+        case OPT_NOTE_FORMAT:
+            if (cli_note_format_parse(optarg, &o->note_json))
+                return bad_value("--note-format", optarg);
+            o->note = 1;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -246,6 +261,23 @@ static int emit(const Options *o, const char *in, const WhisperResult *r) {
     return 0;
 }
 
+/* The diary entry for one transcript: dated by the recording's own
+ * creation time when the audio carries one, else by now. */
+static int emit_note(const Options *o, const char *in, const WhisperResult *r,
+                     int64_t recorded_at) {
+    NoteRequest req = {.transcript = r->text ? r->text : "", .language = r->language,
+                       .recorded_at = recorded_at, .uploaded_at = (int64_t)time(NULL)};
+    if (!o->out_dir && !o->beside) return cli_note_emit(o->notes, &req, o->note_json, stdout, NULL);
+    char *text = NULL, path[8192];
+    if (cli_note_emit(o->notes, &req, o->note_json, NULL, &text)) return -1;
+    output_path(o, in, o->note_json ? "note.json" : "note.md", path, sizeof path);
+    int rc = write_file(path, text);
+    if (rc) fprintf(stderr, "diarist transcribe: cannot write %s: %s\n", path, strerror(errno));
+    else di_log("info", "wrote %s", path);
+    free(text);
+    return rc;
+}
+
 static int transcribe_one(const Options *o, WhisperState *st, const char *in) {
     char msg[1024];
     AudioPcm pcm = {0};
@@ -269,6 +301,7 @@ static int transcribe_one(const Options *o, WhisperState *st, const char *in) {
         di_log("info", "transcribed %s: %.1f s of audio in %.2f s (%.1fx real time), %d segments",
                in, pcm.duration, secs, secs > 0 ? pcm.duration / secs : 0.0, r.n_segments);
         rc = emit(o, in, &r);
+        if (!rc && o->note) rc = emit_note(o, in, &r, pcm.creation_time);
     }
     whisper_result_free(&r);
     audio_pcm_free(&pcm);
@@ -295,10 +328,20 @@ int cmd_transcribe(int argc, char **argv) {
         whisper_model_free(model);
         return 1;
     }
+    if (o.note) {
+        NoteConfig cfg = notes_config_from_env();
+        if (notes_generator_create(&cfg, &o.notes, msg, sizeof msg)) {
+            fprintf(stderr, "diarist transcribe: %s\n", msg);
+            whisper_state_free(st);
+            whisper_model_free(model);
+            return 1;
+        }
+    }
     di_log("info", "model %s loaded from %s (%d threads, BLAS kernels %s)",
            whisper_model_type(model), o.model, o.threads, whisper_blas_core());
     int failed = 0;
     for (int i = optind; i < argc; i++) failed += transcribe_one(&o, st, argv[i]) != 0;
+    notes_generator_free(o.notes);
     whisper_state_free(st);
     whisper_model_free(model);
     return failed ? 1 : 0;

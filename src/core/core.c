@@ -10,6 +10,7 @@
 #include <time.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -82,6 +83,32 @@ void di_log(const char *level, const char *fmt, ...) {
             now.tv_nsec / 1000000, level, esc);
 }
 
+static int read_cpu_features(void) {
+    int f = 0;
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, avx = (c >> 28) & 1, f16c = (c >> 29) & 1;
+    if (!osxsave || !avx) return 0;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    (void)hi;
+    if ((lo & 0x6) != 0x6) return 0; /* the OS does not save YMM state */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int avx2 = (b >> 5) & 1;
+    if (avx2 && fma && f16c) f |= DI_CPU_AVX2_FMA_F16C;
+    int avx512 = ((b >> 16) & 1) && ((b >> 17) & 1) && ((b >> 30) & 1) && ((b >> 31) & 1);
+    if (avx512 && (lo & 0xe6) == 0xe6) f |= DI_CPU_AVX512;
+#endif
+    return f;
+}
+
+int di_cpu_features(void) {
+    static int cached = -1;
+    if (cached < 0) cached = read_cpu_features(); /* idempotent, so a race is harmless */
+    return cached;
+}
+
 float di_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f;
@@ -145,7 +172,7 @@ __attribute__((target("f16c,avx"))) static void f16_row_f16c(const uint16_t *src
 
 void di_f16_to_f32_row(const uint16_t *src, float *dst, size_t n) {
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx")) {
+    if (di_cpu_features() & DI_CPU_AVX2_FMA_F16C) {
         f16_row_f16c(src, dst, n);
         return;
     }

@@ -47,6 +47,15 @@ int di_fail(char *msg, size_t cap, int code, const char *fmt, ...)
  * level is "debug", "info", "warn" or "error". DIARIST_LOG_LEVEL filters. */
 void di_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* What this CPU can run, read once through cpuid (x86-64; all 0 elsewhere).
+ * Every instruction-set choice in diarist asks here, so gcc and clang
+ * builds decide alike. */
+enum {
+    DI_CPU_AVX2_FMA_F16C = 1, /* with the OS saving AVX state */
+    DI_CPU_AVX512 = 2,        /* F, BW, DQ and VL, with the OS saving their state */
+};
+int di_cpu_features(void);
+
 /* IEEE 754 half <-> single precision, exact (round to nearest even). */
 float di_f16_to_f32(uint16_t h);
 uint16_t di_f32_to_f16(float f);

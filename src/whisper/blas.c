@@ -44,12 +44,9 @@ static int is_avx512(const char *core) {
 const char *whisper_blas_better_core(void) {
 #if defined(__x86_64__)
     const char *core = whisper_blas_core();
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        return is_avx512(core) ? NULL : "SkylakeX";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return is_pre_avx2(core) ? "Haswell" : NULL;
+    int f = di_cpu_features();
+    if (f & DI_CPU_AVX512) return is_avx512(core) ? NULL : "SkylakeX";
+    if (f & DI_CPU_AVX2_FMA_F16C) return is_pre_avx2(core) ? "Haswell" : NULL;
 #endif
     return NULL;
 }

@@ -27,15 +27,7 @@
 #define GEMV_BLOCK_N 64
 
 static int cpu_has_avx2(void) {
-#if HAVE_X86
-    static int cached = -1;
-    if (cached < 0)
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                 __builtin_cpu_supports("f16c");
-    return cached;
-#else
-    return 0;
-#endif
+    return (di_cpu_features() & DI_CPU_AVX2_FMA_F16C) != 0;
 }
 
 float *op_thread_scratch(WhisperState *st, int thread, size_t *n) {
