@@ -54,16 +54,22 @@ int main(int argc, char **argv) {
             for (int e = 0; e < edits; e++) {
                 size_t at = (next() % 4 == 0) ? (size_t)(next() % 64) : (size_t)(next() % hot);
                 switch (next() % 4) {
-                case 0: buf[at] ^= (uint8_t)(1u << (next() % 8)); break;
+                case 0:
+                    buf[at] ^= (uint8_t)(1u << (next() % 8));
+                    break;
                 case 1: {
-                    static const int32_t vals[] = {0, -1, 1, 0x7fffffff, (int32_t)0x80000000,
+                    static const int32_t vals[] = {0,     -1,    1, 0x7fffffff, (int32_t)0x80000000,
                                                    65536, 51865, 3};
                     int32_t v = vals[next() % 8];
                     if (at + 4 <= len) memcpy(buf + (at & ~(size_t)3), &v, 4);
                     break;
                 }
-                case 2: len = (size_t)(next() % len); break;
-                default: buf[at] = (uint8_t)next(); break;
+                case 2:
+                    len = (size_t)(next() % len);
+                    break;
+                default:
+                    buf[at] = (uint8_t)next();
+                    break;
                 }
             }
             LLVMFuzzerTestOneInput(buf, len);

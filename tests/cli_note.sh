@@ -69,9 +69,9 @@ check "unknown generator is explained" grep -q "magic" "$tmp/e"
 
 # The OpenAI path with nothing listening: a clear error, never a note.
 OPENAI_API_KEY=sk-test-secret-123 OPENAI_BASE_URL=http://127.0.0.1:9/v1 DIARIST_NOTE_TIMEOUT=1 DIARIST_NOTE_DEADLINE=3 \
-    "$bin" note --date 2024-01-01 "$tmp/day.txt" >"$tmp/out" 2>"$tmp/e"
+    "$bin" note --date 2024-01-01 "$tmp/day.txt" >"$tmp/unreachable.out" 2>"$tmp/e"
 check "unreachable server exits 1" test $? -eq 1
-check "unreachable server prints no note" test ! -s "$tmp/out"
+check "unreachable server prints no note" test ! -s "$tmp/unreachable.out"
 check "the API key never appears in errors" bash -c "! grep -q sk-test-secret-123 '$tmp/e'"
 
 # transcribe --note dates the entry by the recording's own creation time.

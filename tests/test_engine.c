@@ -26,7 +26,8 @@ static int teardown(void **state) {
 
 static WhisperModel *synth_model(const char *preset, const char *file) {
     char msg[512];
-    WhisperSynthSpec spec = {.seed = 7, .vocab_from = tu_shared("golden/ggml-micro-synthetic.en.bin")};
+    WhisperSynthSpec spec = {.seed = 7,
+                             .vocab_from = tu_shared("golden/ggml-micro-synthetic.en.bin")};
     assert_int_equal(whisper_synth_preset(preset, &spec.hp), 0);
     const char *path = tu_tmp(file);
     assert_int_equal(whisper_synth_write(path, &spec, msg, sizeof msg), 0);
@@ -126,11 +127,13 @@ static void tiny_every_mode(void **state) {
     /* Long-form: 75 s of audio seeks through several windows. */
     size_t n = 75 * 16000;
     float *longpcm = calloc(n, sizeof(float));
-    for (size_t i = 0; i < n; i++) longpcm[i] = jfk.samples[i % jfk.n_samples];
+    for (size_t i = 0; i < n; i++)
+        longpcm[i] = jfk.samples[i % jfk.n_samples];
     p.sample_len = 24;
     run_mode(m, 2, &p, longpcm, n, &r);
     assert_true(r.n_segments >= 3);
-    for (int s = 1; s < r.n_segments; s++) assert_true(r.segments[s].seek >= r.segments[s - 1].seek);
+    for (int s = 1; s < r.n_segments; s++)
+        assert_true(r.segments[s].seek >= r.segments[s - 1].seek);
     assert_true(r.segments[r.n_segments - 1].seek > 0);
     whisper_result_free(&r);
     free(longpcm);
@@ -177,7 +180,8 @@ static void no_speech_window_is_skipped(void **state) {
     const WhisperHparams *hp = whisper_model_hparams(m);
     int S = hp->n_text_state;
     float *g = (float *)m->w.dec_ln_w.data, *b = (float *)m->w.dec_ln_b.data;
-    for (int i = 0; i < S; i++) g[i] = 0, b[i] = i == 0 ? 1.0f : 0.0f;
+    for (int i = 0; i < S; i++)
+        g[i] = 0, b[i] = i == 0 ? 1.0f : 0.0f;
     uint16_t *emb = (uint16_t *)m->w.tok_emb.data;
     int nosp = whisper_specials(m)->nosp;
     emb[(size_t)nosp * S] = di_f32_to_f16(30.0f);

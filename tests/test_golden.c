@@ -172,14 +172,14 @@ static void greedy_matches_whisper_cpp(void **state) {
         WhisperState *st;
         assert_int_equal(whisper_state_create(model, threads, &st, msg, sizeof msg), 0);
         WhisperResult r = {0};
-        assert_int_equal(whisper_transcribe(st, pcm.samples, pcm.n_samples, &p, &r, msg,
-                                            sizeof msg),
-                         0);
+        assert_int_equal(
+            whisper_transcribe(st, pcm.samples, pcm.n_samples, &p, &r, msg, sizeof msg), 0);
         assert_string_equal(r.language, "en");
         assert_int_equal(r.n_segments, 1);
         /* whisper.cpp stops a window at 220 tokens, OpenAI Whisper at 224. */
         assert_true(r.segments[0].n_tokens >= 220);
-        for (int i = 0; i < 220; i++) assert_int_equal(r.segments[0].tokens[i], ref[i]);
+        for (int i = 0; i < 220; i++)
+            assert_int_equal(r.segments[0].tokens[i], ref[i]);
         assert_float_equal(r.segments[0].temperature, 0.0, 1e-9);
         assert_true(r.segments[0].compression_ratio > 2.4f); /* "NJNJNJ..." */
         assert_non_null(strstr(r.text, "NJNJNJ"));

@@ -57,8 +57,8 @@ static float *load_wav(const char *path, size_t *n) {
         assert_true(len <= size - o - 8);
         if (!memcmp(d + o, "fmt ", 4)) {
             assert_true(len >= 16);
-            assert_int_equal(rd_u16(body), 1);      /* PCM */
-            assert_int_equal(rd_u16(body + 2), 1);  /* mono */
+            assert_int_equal(rd_u16(body), 1);     /* PCM */
+            assert_int_equal(rd_u16(body + 2), 1); /* mono */
             assert_int_equal(rd_u32(body + 4), 16000);
             assert_int_equal(rd_u16(body + 14), 16);
             have_fmt = 1;
@@ -67,7 +67,8 @@ static float *load_wav(const char *path, size_t *n) {
             *n = len / 2;
             pcm = malloc((*n ? *n : 1) * sizeof *pcm);
             assert_non_null(pcm);
-            for (size_t i = 0; i < *n; i++) pcm[i] = (int16_t)rd_u16(body + 2 * i) / 32768.0f;
+            for (size_t i = 0; i < *n; i++)
+                pcm[i] = (int16_t)rd_u16(body + 2 * i) / 32768.0f;
             break;
         }
         o += 8 + len + (len & 1);
@@ -106,8 +107,8 @@ static void test_jfk_matches_golden(void **state) {
     float *mel = NULL;
     int n_frames = 0;
     char msg[256] = "";
-    int err = whisper_log_mel(&model, pcm, n, WHISPER_N_SAMPLES - n, 1, &mel, &n_frames, msg,
-                              sizeof msg);
+    int err =
+        whisper_log_mel(&model, pcm, n, WHISPER_N_SAMPLES - n, 1, &mel, &n_frames, msg, sizeof msg);
     assert_int_equal(err, 0);
     assert_int_equal(n_frames, 3000);
     double max_diff = 0.0;
@@ -131,7 +132,8 @@ static void test_threads_bitwise_identical(void **state) {
     size_t n = 70 * 16000;
     float *pcm = malloc(n * sizeof *pcm);
     assert_non_null(pcm);
-    for (size_t i = 0; i < n; i++) pcm[i] = (float)(rnd() * (i > 300000 && i < 400000 ? 0.9 : 0.01));
+    for (size_t i = 0; i < n; i++)
+        pcm[i] = (float)(rnd() * (i > 300000 && i < 400000 ? 0.9 : 0.01));
     float *a = NULL, *b = NULL, *c = NULL;
     int na = 0, nb = 0, nc = 0;
     assert_int_equal(log_mel(filters, n_mels, pcm, n, 12345, 1, &a, &na), 0);
@@ -162,7 +164,8 @@ static void test_fft_vs_naive_dft(void **state) {
         double *out = malloc(2 * (size_t)n * sizeof *out);
         assert_non_null(in);
         assert_non_null(out);
-        for (int i = 0; i < 2 * n; i++) in[i] = rnd();
+        for (int i = 0; i < 2 * n; i++)
+            in[i] = rnd();
         fft_run(p, in, out);
         double max_err = 0.0;
         for (int k = 0; k < n; k++) {
@@ -200,17 +203,18 @@ static void test_silence(void **state) {
     assert_non_null(zeros);
     float *mel = NULL;
     int n_frames = 0;
-    assert_int_equal(log_mel(filters, n_mels, zeros, 16000, 480000 - 16000, 3, &mel, &n_frames),
-                     0);
+    assert_int_equal(log_mel(filters, n_mels, zeros, 16000, 480000 - 16000, 3, &mel, &n_frames), 0);
     assert_int_equal(n_frames, 3000);
     const float expect = (float)((log10(1e-10) + 4.0) / 4.0);
     assert_true(expect == -1.5f);
-    for (size_t i = 0; i < (size_t)n_frames * n_mels; i++) assert_true(mel[i] == expect);
+    for (size_t i = 0; i < (size_t)n_frames * n_mels; i++)
+        assert_true(mel[i] == expect);
     free(mel);
     /* No samples at all, only padding, is the same silence. */
     assert_int_equal(log_mel(filters, n_mels, NULL, 0, 480000, 1, &mel, &n_frames), 0);
     assert_int_equal(n_frames, 3000);
-    for (size_t i = 0; i < (size_t)n_frames * n_mels; i++) assert_true(mel[i] == expect);
+    for (size_t i = 0; i < (size_t)n_frames * n_mels; i++)
+        assert_true(mel[i] == expect);
     free(mel);
     free(zeros);
     free(filters);
@@ -227,15 +231,19 @@ static double *reflect_pad(const double *x, int n, int pad) {
     while (lo > 0 || hi < total) {
         int width = hi - lo;
         if (width == 1) { /* a single sample reflects onto itself */
-            while (lo > 0) y[--lo] = y[pad];
-            while (hi < total) y[hi++] = y[pad];
+            while (lo > 0)
+                y[--lo] = y[pad];
+            while (hi < total)
+                y[hi++] = y[pad];
             break;
         }
         int take = width - 1;
         int left = take < lo ? take : lo;
-        for (int i = 1; i <= left; i++) y[lo - i] = y[lo + i];
+        for (int i = 1; i <= left; i++)
+            y[lo - i] = y[lo + i];
         int right = take < total - hi ? take : total - hi;
-        for (int i = 1; i <= right; i++) y[hi - 1 + i] = y[hi - 1 - i];
+        for (int i = 1; i <= right; i++)
+            y[hi - 1 + i] = y[hi - 1 - i];
         lo -= left;
         hi += right;
     }
@@ -248,7 +256,8 @@ static double *reference_mel(const float *filters, int n_mels, const float *x, i
     int len = n + pad;
     double *sig = calloc((size_t)len, sizeof *sig);
     assert_non_null(sig);
-    for (int i = 0; i < n; i++) sig[i] = x[i];
+    for (int i = 0; i < n; i++)
+        sig[i] = x[i];
     double *y = reflect_pad(sig, len, 200);
     int nf = len / 160;
     double *out = malloc((size_t)nf * n_mels * sizeof *out);
@@ -268,13 +277,15 @@ static double *reference_mel(const float *filters, int n_mels, const float *x, i
         }
         for (int m = 0; m < n_mels; m++) {
             double s = 0;
-            for (int k = 0; k < N_BINS; k++) s += filters[m * N_BINS + k] * power[k];
+            for (int k = 0; k < N_BINS; k++)
+                s += filters[m * N_BINS + k] * power[k];
             double v = log10(s > 1e-10 ? s : 1e-10);
             out[m * nf + t] = v;
             if (v > best) best = v;
         }
     }
-    for (int i = 0; i < nf * n_mels; i++) out[i] = ((out[i] > best - 8 ? out[i] : best - 8) + 4) / 4;
+    for (int i = 0; i < nf * n_mels; i++)
+        out[i] = ((out[i] > best - 8 ? out[i] : best - 8) + 4) / 4;
     free(y);
     free(sig);
     *n_frames = nf;
@@ -288,7 +299,8 @@ static void test_short_signals(void **state) {
     int n_mels = 0;
     float *filters = load_filters(&n_mels);
     float x[10];
-    for (int i = 0; i < 10; i++) x[i] = (float)(0.5 * sin(i * 0.7) + 0.1 * i);
+    for (int i = 0; i < 10; i++)
+        x[i] = (float)(0.5 * sin(i * 0.7) + 0.1 * i);
     float *mel = NULL;
     int n_frames = -1;
 
@@ -302,13 +314,15 @@ static void test_short_signals(void **state) {
         int n = cases[c][0], pad = cases[c][1];
         float *sig = malloc((size_t)n * sizeof *sig); /* exact size, so ASan sees overreads */
         assert_non_null(sig);
-        for (int i = 0; i < n; i++) sig[i] = x[i % 10] * (1.0f + 0.01f * (float)i);
+        for (int i = 0; i < n; i++)
+            sig[i] = x[i % 10] * (1.0f + 0.01f * (float)i);
         assert_int_equal(log_mel(filters, n_mels, sig, (size_t)n, (size_t)pad, 2, &mel, &n_frames),
                          0);
         int ref_frames = 0;
         double *ref = reference_mel(filters, n_mels, sig, n, pad, &ref_frames);
         assert_int_equal(n_frames, ref_frames);
-        for (int i = 0; i < n_frames * n_mels; i++) assert_true(fabs(mel[i] - ref[i]) < 1e-5);
+        for (int i = 0; i < n_frames * n_mels; i++)
+            assert_true(fabs(mel[i] - ref[i]) < 1e-5);
         free(ref);
         free(mel);
         free(sig);
@@ -342,12 +356,9 @@ static void test_bad_arguments(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_jfk_matches_golden),
-        cmocka_unit_test(test_threads_bitwise_identical),
-        cmocka_unit_test(test_fft_vs_naive_dft),
-        cmocka_unit_test(test_silence),
-        cmocka_unit_test(test_short_signals),
-        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_jfk_matches_golden), cmocka_unit_test(test_threads_bitwise_identical),
+        cmocka_unit_test(test_fft_vs_naive_dft),   cmocka_unit_test(test_silence),
+        cmocka_unit_test(test_short_signals),      cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,7 +27,8 @@ static void wr32(uint8_t *buf, size_t off, int32_t v) {
 static size_t tensor_size(size_t off) {
     int32_t n_dims = rd32(off), name_len = rd32(off + 4), type = rd32(off + 8);
     size_t count = 1;
-    for (int i = 0; i < n_dims; i++) count *= (size_t)rd32(off + 12 + 4 * (size_t)i);
+    for (int i = 0; i < n_dims; i++)
+        count *= (size_t)rd32(off + 12 + 4 * (size_t)i);
     return 12 + 4 * (size_t)n_dims + (size_t)name_len + count * (type == 1 ? 2 : 4);
 }
 
@@ -38,7 +39,8 @@ static int setup(void **state) {
     off_filters = 4 + 11 * 4;
     off_vocab = off_filters + 8 + (size_t)rd32(off_filters) * (size_t)rd32(off_filters + 4) * 4;
     size_t p = off_vocab + 4;
-    for (int i = 0; i < rd32(off_vocab); i++) p += 4 + (size_t)rd32(p);
+    for (int i = 0; i < rd32(off_vocab); i++)
+        p += 4 + (size_t)rd32(p);
     off_tensors = p;
     while (p < model_size) {
         off_last_tensor = p;
@@ -72,9 +74,9 @@ static void loads_golden_model(void **state) {
     (void)state;
     char msg[512];
     WhisperModel *m;
-    assert_int_equal(whisper_model_load(tu_shared("golden/ggml-micro-synthetic.en.bin"), &m, msg,
-                                        sizeof msg),
-                     0);
+    assert_int_equal(
+        whisper_model_load(tu_shared("golden/ggml-micro-synthetic.en.bin"), &m, msg, sizeof msg),
+        0);
     const WhisperHparams *hp = whisper_model_hparams(m);
     assert_int_equal(hp->n_vocab, 51864);
     assert_int_equal(hp->n_audio_state, 128);
@@ -117,9 +119,8 @@ static void every_truncation_is_an_error(void **state) {
     char msg[512];
     size_t points = 0;
     /* Byte by byte where the structure is dense, with a stride elsewhere. */
-    const size_t dense[][2] = {{0, off_filters + 64},
-                               {off_vocab, off_vocab + 256},
-                               {off_tensors, off_tensors + 128}};
+    const size_t dense[][2] = {
+        {0, off_filters + 64}, {off_vocab, off_vocab + 256}, {off_tensors, off_tensors + 128}};
     for (size_t r = 0; r < 3; r++)
         for (size_t n = dense[r][0]; n < dense[r][1]; n++, points++)
             assert_int_equal(load_buf(model_bytes, n, msg, sizeof msg), DI_EFORMAT);
@@ -135,10 +136,10 @@ static void every_truncation_is_an_error(void **state) {
 
 static void absurd_hparams(void **state) {
     (void)state;
-    static const int32_t bad[][2] = {
-        {0, -1}, {0, 0}, {0, 1 << 30}, {1, 0}, {1, 3000}, {2, 0}, {2, -128}, {2, 1 << 20},
-        {3, 0},  {3, 7}, {4, 0},       {4, 100000}, {5, 0}, {5, -5}, {6, 1 << 16}, {7, 0},
-        {8, -1}, {9, 0}, {9, 100000},  {10, -3}};
+    static const int32_t bad[][2] = {{0, -1}, {0, 0},      {0, 1 << 30}, {1, 0},      {1, 3000},
+                                     {2, 0},  {2, -128},   {2, 1 << 20}, {3, 0},      {3, 7},
+                                     {4, 0},  {4, 100000}, {5, 0},       {5, -5},     {6, 1 << 16},
+                                     {7, 0},  {8, -1},     {9, 0},       {9, 100000}, {10, -3}};
     char msg[512];
     uint8_t *b = malloc(model_size);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

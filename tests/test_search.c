@@ -33,7 +33,8 @@ static LogitRules toy_rules(int sample_begin, int without_timestamps) {
 }
 
 static void fill(float *x, int n, float v) {
-    for (int i = 0; i < n; i++) x[i] = v;
+    for (int i = 0; i < n; i++)
+        x[i] = v;
 }
 
 #define IS_NEG_INF(v) ((v) == -INFINITY)
@@ -47,9 +48,12 @@ static void test_first_token_is_early_timestamp(void **st) {
     float lg[NV];
     fill(lg, NV, 0.0f);
     logit_rules_apply(&r, toks, 1, lg);
-    for (int i = 0; i < TB; i++) assert_true(IS_NEG_INF(lg[i]));
-    for (int i = TB; i <= TB + 5; i++) assert_false(IS_NEG_INF(lg[i]));
-    for (int i = TB + 6; i < NV; i++) assert_true(IS_NEG_INF(lg[i]));
+    for (int i = 0; i < TB; i++)
+        assert_true(IS_NEG_INF(lg[i]));
+    for (int i = TB; i <= TB + 5; i++)
+        assert_false(IS_NEG_INF(lg[i]));
+    for (int i = TB + 6; i < NV; i++)
+        assert_true(IS_NEG_INF(lg[i]));
 }
 
 static void test_after_lone_timestamp(void **st) {
@@ -61,10 +65,13 @@ static void test_after_lone_timestamp(void **st) {
     fill(lg, NV, 0.0f);
     lg[EOT] = 5.0f; /* above log(18), so the timestamp mass does not force one */
     logit_rules_apply(&r, toks, 4, lg);
-    for (int i = 0; i < EOT; i++) assert_true(IS_NEG_INF(lg[i]));
+    for (int i = 0; i < EOT; i++)
+        assert_true(IS_NEG_INF(lg[i]));
     assert_false(IS_NEG_INF(lg[EOT]));
-    for (int i = TB; i < TB + 4; i++) assert_true(IS_NEG_INF(lg[i]));
-    for (int i = TB + 4; i < NV; i++) assert_false(IS_NEG_INF(lg[i]));
+    for (int i = TB; i < TB + 4; i++)
+        assert_true(IS_NEG_INF(lg[i]));
+    for (int i = TB + 4; i < NV; i++)
+        assert_false(IS_NEG_INF(lg[i]));
 }
 
 static void test_after_pair_text_only(void **st) {
@@ -74,7 +81,8 @@ static void test_after_pair_text_only(void **st) {
     float lg[NV];
     fill(lg, NV, 0.0f);
     logit_rules_apply(&r, pair, 5, lg);
-    for (int i = TB; i < NV; i++) assert_true(IS_NEG_INF(lg[i]));
+    for (int i = TB; i < NV; i++)
+        assert_true(IS_NEG_INF(lg[i]));
     assert_false(IS_NEG_INF(lg[5]));
     assert_false(IS_NEG_INF(lg[EOT]));
 
@@ -82,7 +90,8 @@ static void test_after_pair_text_only(void **st) {
     int first[] = {SOT, TB + 2};
     fill(lg, NV, 0.0f);
     logit_rules_apply(&r, first, 2, lg);
-    for (int i = TB; i < NV; i++) assert_true(IS_NEG_INF(lg[i]));
+    for (int i = TB; i < NV; i++)
+        assert_true(IS_NEG_INF(lg[i]));
     assert_false(IS_NEG_INF(lg[5]));
 }
 
@@ -96,8 +105,10 @@ static void test_timestamps_increase(void **st) {
     fill(lg + TB, NV - TB, 0.0f);
     logit_rules_apply(&r, toks, 3, lg);
     /* <|0.04|> again would make a zero-length segment. */
-    for (int i = TB; i <= TB + 2; i++) assert_true(IS_NEG_INF(lg[i]));
-    for (int i = TB + 3; i < NV; i++) assert_float_equal(lg[i], 0.0f, 0.0f);
+    for (int i = TB; i <= TB + 2; i++)
+        assert_true(IS_NEG_INF(lg[i]));
+    for (int i = TB + 3; i < NV; i++)
+        assert_float_equal(lg[i], 0.0f, 0.0f);
     assert_float_equal(lg[5], 5.0f, 0.0f);
 }
 
@@ -112,7 +123,8 @@ static void test_timestamp_mass_beats_text(void **st) {
     lg[1] = 2.0f;
     fill(lg + TB, NV - TB, 0.0f);
     logit_rules_apply(&r, toks, 3, lg);
-    for (int i = 0; i < TB; i++) assert_true(IS_NEG_INF(lg[i]));
+    for (int i = 0; i < TB; i++)
+        assert_true(IS_NEG_INF(lg[i]));
     assert_float_equal(lg[TB + 3], 0.0f, 0.0f);
 
     /* At 3.5 the text token beats log(19) and stays. */
@@ -163,7 +175,8 @@ static void test_suppress_blank_only_at_start(void **st) {
     assert_false(IS_NEG_INF(lg[BLANK]));
     assert_false(IS_NEG_INF(lg[EOT]));
     /* The suppress list applies at every step. */
-    for (int i = 0; i < 5; i++) assert_true(IS_NEG_INF(lg[SUPPRESS[i]]));
+    for (int i = 0; i < 5; i++)
+        assert_true(IS_NEG_INF(lg[SUPPRESS[i]]));
 
     r.suppress_blank = 0;
     fill(lg, NV, 0.0f);
@@ -173,15 +186,22 @@ static void test_suppress_blank_only_at_start(void **st) {
 
 static void test_suppress_list(void **st) {
     (void)st;
-    WhisperSpecials sp = {.eot = EOT, .sot = SOT, .translate = 12, .transcribe = 13,
-                          .solm = 14, .prev = 15, .nosp = 16, .notimestamps = NOTS,
+    WhisperSpecials sp = {.eot = EOT,
+                          .sot = SOT,
+                          .translate = 12,
+                          .transcribe = 13,
+                          .solm = 14,
+                          .prev = 15,
+                          .nosp = 16,
+                          .notimestamps = NOTS,
                           .timestamp_begin = TB};
     int non_speech[] = {1, 7, 13}; /* 13 doubles as transcribe */
     int out[3 + 7];
     int n = search_suppress_list(&sp, non_speech, 3, 1, out);
     int want[] = {1, 7, 11, 12, 13, 14, 15, 16, 17};
     assert_int_equal(n, 9);
-    for (int i = 0; i < n; i++) assert_int_equal(out[i], want[i]);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(out[i], want[i]);
     n = search_suppress_list(&sp, non_speech, 3, 0, out);
     assert_int_equal(n, 7);
     assert_int_equal(out[0], 11);
@@ -198,17 +218,19 @@ static void test_log_softmax(void **st) {
     assert_float_equal(y[2], -logf(2.0f), 1e-6);
     float z[4] = {1.0f, 3.0f, 3.0f, 2.0f};
     assert_int_equal(search_argmax(z, 4), 1);
-    assert_float_equal(search_softmax_at(z, 4, 3),
-                       exp(2.0) / (exp(1.0) + 2 * exp(3.0) + exp(2.0)), 1e-9);
+    assert_float_equal(search_softmax_at(z, 4, 3), exp(2.0) / (exp(1.0) + 2 * exp(3.0) + exp(2.0)),
+                       1e-9);
 }
 
 static void test_greedy_step_and_eot(void **st) {
     (void)st;
     float lg[NV];
-    for (int i = 0; i < NV; i++) lg[i] = (float)(i % 7) * 0.25f;
+    for (int i = 0; i < NV; i++)
+        lg[i] = (float)(i % 7) * 0.25f;
     lg[4] = 3.0f;
     double lse = 0.0;
-    for (int i = 0; i < NV; i++) lse += exp(lg[i]);
+    for (int i = 0; i < NV; i++)
+        lse += exp(lg[i]);
     lse = log(lse);
     double sum = -1.0;
     int tok = search_greedy_step(lg, NV, 5, EOT, 0.0f, NULL, &sum);
@@ -232,7 +254,8 @@ static void test_greedy_step_and_eot(void **st) {
 static void test_sampling(void **st) {
     (void)st;
     float lg[NV];
-    for (int i = 0; i < NV; i++) lg[i] = (float)((i * 7) % 11) * 0.1f;
+    for (int i = 0; i < NV; i++)
+        lg[i] = (float)((i * 7) % 11) * 0.1f;
     int argmax = search_argmax(lg, NV);
     DiRng a, b, c;
     di_rng_seed(&a, 42);
@@ -250,7 +273,8 @@ static void test_sampling(void **st) {
     }
     assert_true(differ > 0);
     assert_true(not_argmax > 0);
-    for (int i = 0; i < 10; i++) assert_int_equal(search_pick(lg, NV, 0.0f, &a), argmax);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(search_pick(lg, NV, 0.0f, &a), argmax);
 
     /* Frequencies follow softmax(logits / T): p = 3/4 at T = 1, and at
      * T = 0.5 the odds square to 9:1. -inf tokens are never drawn. */
@@ -274,7 +298,8 @@ enum { BV = 20, B = 3 };
  * (token, logprob) pairs. */
 static void row(float *lp, int j, int n, const int *toks, const float *vals) {
     fill(lp + j * BV, BV, -20.0f);
-    for (int i = 0; i < n; i++) lp[j * BV + toks[i]] = vals[i];
+    for (int i = 0; i < n; i++)
+        lp[j * BV + toks[i]] = vals[i];
 }
 
 /* The scripted first two steps shared by the beam tests. */
@@ -289,7 +314,8 @@ static void beam_steps_1_2(BeamSearch *b) {
     assert_int_equal(next[0], 1);
     assert_int_equal(next[1], 2);
     assert_int_equal(next[2], 3);
-    for (int j = 0; j < B; j++) assert_int_equal(src[j], B - 1);
+    for (int j = 0; j < B; j++)
+        assert_int_equal(src[j], B - 1);
     assert_float_equal(b->sum_logprob[0], -0.1, 1e-6);
     assert_float_equal(b->sum_logprob[1], -0.5, 1e-6);
     assert_float_equal(b->sum_logprob[2], -1.0, 1e-6);
@@ -353,7 +379,8 @@ static void test_beam_search(void **st) {
     assert_float_equal(b.finished[2].score, -0.4, 1e-6);
     int want[] = {SOT, 1, 4, EOT};
     assert_int_equal(b.finished[2].n_tokens, 4);
-    for (int i = 0; i < 4; i++) assert_int_equal(b.finished[2].tokens[i], want[i]);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(b.finished[2].tokens[i], want[i]);
     assert_int_equal(beam_finalize(&b), 0);
     assert_int_equal(b.n_finished, 3);
     beam_free(&b);
@@ -448,7 +475,8 @@ static void test_compression_ratio(void **st) {
     (void)st;
     char rep[50 * 4 + 1];
     rep[0] = '\0';
-    for (int i = 0; i < 50; i++) strcat(rep, i ? " the" : "the");
+    for (int i = 0; i < 50; i++)
+        strcat(rep, i ? " the" : "the");
     double cr = 0.0;
     assert_int_equal(search_compression_ratio(rep, strlen(rep), &cr), 0);
     assert_true(cr > 2.4);

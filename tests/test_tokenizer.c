@@ -68,8 +68,8 @@ static WhisperModel *make_model(int n_vocab) {
     WhisperModel *m = calloc(1, sizeof *m);
     assert_non_null(m);
     char msg[256] = "";
-    int err = tokenizer_init(&m->tok, n_vocab, vocab.count, vocab.entries, vocab.lens, msg,
-                             sizeof msg);
+    int err =
+        tokenizer_init(&m->tok, n_vocab, vocab.count, vocab.entries, vocab.lens, msg, sizeof msg);
     if (err) fprintf(stderr, "tokenizer_init: %s\n", msg);
     assert_int_equal(err, 0);
     m->hp.n_vocab = n_vocab;
@@ -94,12 +94,14 @@ static const char *token_text(const WhisperModel *m, int id, char *buf, size_t c
 static void test_golden_encoding(void **state) {
     (void)state;
     WhisperModel *m = make_model(vocab.n_vocab);
-    const int expect[] = {843, 523, 616, 5891, 3399, 11, 1265, 407, 644, 534, 1499, 460, 466, 329, 345};
+    const int expect[] = {843, 523, 616,  5891, 3399, 11,  1265, 407,
+                          644, 534, 1499, 460,  466,  329, 345};
     int *ids = NULL, n = 0;
     char msg[256] = "";
-    assert_int_equal(whisper_tokenize(m, " And so my fellow Americans, ask not what your country can do for you",
-                                      &ids, &n, msg, sizeof msg),
-                     0);
+    assert_int_equal(
+        whisper_tokenize(m, " And so my fellow Americans, ask not what your country can do for you",
+                         &ids, &n, msg, sizeof msg),
+        0);
     assert_int_equal(n, 15);
     assert_memory_equal(ids, expect, sizeof expect);
     free(ids);
@@ -183,8 +185,9 @@ static void test_rejects_bad_vocab(void **state) {
     (void)state;
     Tokenizer t;
     char msg[256] = "";
-    assert_int_equal(tokenizer_init(&t, 51863, vocab.count, vocab.entries, vocab.lens, msg, sizeof msg),
-                     DI_EFORMAT);
+    assert_int_equal(
+        tokenizer_init(&t, 51863, vocab.count, vocab.entries, vocab.lens, msg, sizeof msg),
+        DI_EFORMAT);
     assert_non_null(strstr(msg, "51863"));
     assert_int_equal(tokenizer_init(&t, 51864, 51865, vocab.entries, vocab.lens, msg, sizeof msg),
                      DI_EFORMAT);
@@ -242,7 +245,8 @@ static void test_round_trips(void **state) {
         int *ids = NULL, n = 0;
         assert_int_equal(tokenizer_encode(&m->tok, texts[i], &ids, &n), 0);
         assert_true(n > 0);
-        for (int k = 0; k < n; k++) assert_true(ids[k] >= 0 && ids[k] < m->tok.sp.eot);
+        for (int k = 0; k < n; k++)
+            assert_true(ids[k] >= 0 && ids[k] < m->tok.sp.eot);
         char *back = whisper_detokenize(m, ids, n);
         assert_non_null(back);
         assert_string_equal(back, texts[i]);
@@ -259,7 +263,8 @@ static void expect_pieces(const WhisperModel *m, const char *text, const char *c
     assert_int_equal(tokenizer_encode(&m->tok, text, &ids, &n), 0);
     assert_int_equal(n, n_pieces);
     char buf[64];
-    for (int i = 0; i < n; i++) assert_string_equal(token_text(m, ids[i], buf, sizeof buf), pieces[i]);
+    for (int i = 0; i < n; i++)
+        assert_string_equal(token_text(m, ids[i], buf, sizeof buf), pieces[i]);
     free(ids);
 }
 
@@ -300,13 +305,19 @@ static void test_split_utf8_detokenize(void **state) {
         int n;
         const char *text;
     } cases[] = {
-        {{c3, a9}, 2, "\xC3\xA9"},                     /* é from two tokens */
-        {{e4, b8, ad}, 3, "\xE4\xB8\xAD"},             /* 中 from three */
-        {{c3}, 1, "\xEF\xBF\xBD"},                     /* a dangling lead byte */
-        {{c3, a}, 2, "\xEF\xBF\xBD" "a"},              /* a lead byte before ASCII */
-        {{e4, b8, a}, 3, "\xEF\xBF\xBD" "a"},          /* a cut 3-byte character: one U+FFFD */
-        {{a9, a9}, 2, "\xEF\xBF\xBD\xEF\xBF\xBD"},     /* stray continuation bytes */
-        {{c3, sp->eot, a9}, 3, "\xC3\xA9"},            /* specials are skipped */
+        {{c3, a9}, 2, "\xC3\xA9"},         /* é from two tokens */
+        {{e4, b8, ad}, 3, "\xE4\xB8\xAD"}, /* 中 from three */
+        {{c3}, 1, "\xEF\xBF\xBD"},         /* a dangling lead byte */
+        {{c3, a},
+         2,
+         "\xEF\xBF\xBD"
+         "a"}, /* a lead byte before ASCII */
+        {{e4, b8, a},
+         3,
+         "\xEF\xBF\xBD"
+         "a"},                                     /* a cut 3-byte character: one U+FFFD */
+        {{a9, a9}, 2, "\xEF\xBF\xBD\xEF\xBF\xBD"}, /* stray continuation bytes */
+        {{c3, sp->eot, a9}, 3, "\xC3\xA9"},        /* specials are skipped */
         {{sp->sot, sp->timestamp_begin + 5, -3, 999999, a}, 5, "a"}, /* and so is junk */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
@@ -347,7 +358,8 @@ static void test_non_speech(void **state) {
     WhisperModel *m = make_model(vocab.n_vocab);
     const Tokenizer *t = &m->tok;
     assert_true(t->n_non_speech > 20);
-    for (int i = 1; i < t->n_non_speech; i++) assert_true(t->non_speech[i - 1] < t->non_speech[i]);
+    for (int i = 1; i < t->n_non_speech; i++)
+        assert_true(t->non_speech[i - 1] < t->non_speech[i]);
     const char *in[] = {"(", " (", ")", "\"", " \"", "#", "[", " [", "~", " -", " '", ">>", "--"};
     for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
         int id = tokenizer_lookup(t, in[i], (int)strlen(in[i]));
@@ -396,8 +408,8 @@ static void test_token_bytes(void **state) {
  * not a crash or a silent loss. */
 static void test_unencodable_text(void **state) {
     (void)state;
-    const uint8_t *entries[4] = {(const uint8_t *)"a", (const uint8_t *)"b",
-                                 (const uint8_t *)"ab", (const uint8_t *)" "};
+    const uint8_t *entries[4] = {(const uint8_t *)"a", (const uint8_t *)"b", (const uint8_t *)"ab",
+                                 (const uint8_t *)" "};
     uint32_t lens[4] = {1, 1, 2, 1};
     WhisperModel *m = calloc(1, sizeof *m);
     assert_non_null(m);
@@ -431,7 +443,8 @@ static void test_long_and_binary_input(void **state) {
     size_t n_text = 256 * 1024;
     char *text = malloc(n_text + 1);
     assert_non_null(text);
-    for (size_t i = 0; i < n_text; i++) text[i] = "ab"[i % 7 == 0];
+    for (size_t i = 0; i < n_text; i++)
+        text[i] = "ab"[i % 7 == 0];
     text[n_text] = 0;
     int *ids = NULL, n = 0;
     double t0 = di_now();
@@ -497,16 +510,11 @@ static void test_languages(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_golden_encoding),
-        cmocka_unit_test(test_specials),
-        cmocka_unit_test(test_rejects_bad_vocab),
-        cmocka_unit_test(test_round_trips),
-        cmocka_unit_test(test_pre_split),
-        cmocka_unit_test(test_split_utf8_detokenize),
-        cmocka_unit_test(test_non_speech),
-        cmocka_unit_test(test_token_bytes),
-        cmocka_unit_test(test_unencodable_text),
-        cmocka_unit_test(test_long_and_binary_input),
+        cmocka_unit_test(test_golden_encoding),   cmocka_unit_test(test_specials),
+        cmocka_unit_test(test_rejects_bad_vocab), cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_pre_split),         cmocka_unit_test(test_split_utf8_detokenize),
+        cmocka_unit_test(test_non_speech),        cmocka_unit_test(test_token_bytes),
+        cmocka_unit_test(test_unencodable_text),  cmocka_unit_test(test_long_and_binary_input),
         cmocka_unit_test(test_languages),
     };
     return cmocka_run_group_tests(tests, load_vocab, free_vocab);

@@ -20,7 +20,8 @@ const char *tu_tmpdir(void) {
         const char *base = getenv("DIARIST_TMP");
         if (!base) base = "/tmp";
         mkdir(base, 0755);
-        if (snprintf(dir, sizeof dir, "%s/t%ld", base, (long)getpid()) >= (int)sizeof dir) dir[sizeof dir - 1] = 0;
+        if (snprintf(dir, sizeof dir, "%s/t%ld", base, (long)getpid()) >= (int)sizeof dir)
+            dir[sizeof dir - 1] = 0;
         mkdir(dir, 0755);
     }
     return dir;
@@ -40,11 +41,17 @@ void *tu_read(const char *path, size_t *size) {
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    void *data = malloc(n > 0 ? (size_t)n : 1);
+    if (n < 0) {
+        fclose(f);
+        return NULL;
+    }
+    /* One byte more, kept 0, so text files can be used as strings. */
+    char *data = malloc((size_t)n + 1);
     if (data && n > 0 && fread(data, 1, (size_t)n, f) != (size_t)n) {
         free(data);
         data = NULL;
     }
+    if (data) data[n] = 0;
     fclose(f);
     if (data && size) *size = (size_t)n;
     return data;

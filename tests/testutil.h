@@ -15,7 +15,8 @@ const char *tu_shared(const char *rel);
 const char *tu_tmpdir(void);
 /* Path inside tu_tmpdir(); static rotating buffers. */
 const char *tu_tmp(const char *name);
-/* Reads a whole file; NULL on failure. Caller frees. */
+/* Reads a whole file, followed by a 0 byte not counted in *size; NULL on
+ * failure. Caller frees. */
 void *tu_read(const char *path, size_t *size);
 /* Writes a file; 0 on success. */
 int tu_write(const char *path, const void *data, size_t size);

@@ -20,18 +20,18 @@ static void usage(FILE *f) {
 }
 
 int cmd_bench(int argc, char **argv) {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"repeats", required_argument, 0, 'r'},
-                                         {"json", no_argument, 0, 'j'},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},   {"threads", required_argument, 0, 't'},
+        {"repeats", required_argument, 0, 'r'}, {"json", no_argument, 0, 'j'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     const char *model_path = NULL;
     int threads = cli_default_threads(), repeats = 3, json = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:t:r:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'm': model_path = optarg; break;
+        case 'm':
+            model_path = optarg;
+            break;
         case 't':
             if (cli_int(optarg, 1, 256, &threads)) {
                 fprintf(stderr, "diarist bench: invalid --threads '%s'\n", optarg);
@@ -44,9 +44,15 @@ int cmd_bench(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 'j': json = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'j':
+            json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     model_path = cli_model_path(model_path);
@@ -109,8 +115,8 @@ int cmd_bench(int argc, char **argv) {
                "\"peak_rss_mb\":%.1f",
                whisper_model_type(model), threads, repeats, whisper_blas_core(), b.sgemm_gflops,
                b.encoder_ms, b.encoder_gflops, b.encoder_gflops / b.sgemm_gflops,
-               b.decoder_ms_per_token, b.decoder_batch5_ms_per_step,
-               b.decoder_batch5_ms_per_token, rss_mb);
+               b.decoder_ms_per_token, b.decoder_batch5_ms_per_step, b.decoder_batch5_ms_per_token,
+               rss_mb);
         if (file)
             printf(",\"audio_seconds\":%.2f,\"end_to_end_seconds\":%.3f,\"realtime_factor\":%.4f",
                    audio_s, e2e, audio_s > 0 ? e2e / audio_s : 0.0);

@@ -21,13 +21,17 @@ static void usage(FILE *f) {
 }
 
 int cmd_gen_model(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"preset", required_argument, 0, 'p'}, {"seed", required_argument, 0, 's'},
-        {"vocab-from", required_argument, 0, 'v'}, {"f32", no_argument, 0, 'F'},
-        {"layers", required_argument, 0, 'L'}, {"state", required_argument, 0, 'S'},
-        {"heads", required_argument, 0, 'H'}, {"mels", required_argument, 0, 'M'},
-        {"vocab", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"preset", required_argument, 0, 'p'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"vocab-from", required_argument, 0, 'v'},
+                                         {"f32", no_argument, 0, 'F'},
+                                         {"layers", required_argument, 0, 'L'},
+                                         {"state", required_argument, 0, 'S'},
+                                         {"heads", required_argument, 0, 'H'},
+                                         {"mels", required_argument, 0, 'M'},
+                                         {"vocab", required_argument, 0, 'V'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *preset = "tiny";
     WhisperSynthSpec spec = {.seed = 1001};
     int c, seed, f32 = 0, enc = 0, dec = 0, state = 0, heads = 0, mels = 0, vocab = 0;
@@ -35,20 +39,40 @@ int cmd_gen_model(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "p:s:h", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
-        case 'p': preset = optarg; break;
+        case 'p':
+            preset = optarg;
+            break;
         case 's':
             bad = cli_int(optarg, 0, 2147483647, &seed);
             spec.seed = (uint64_t)seed;
             break;
-        case 'v': spec.vocab_from = optarg; break;
-        case 'F': f32 = 1; break;
-        case 'L': bad = sscanf(optarg, "%d,%d", &enc, &dec) != 2; break;
-        case 'S': bad = cli_int(optarg, 8, 8192, &state); break;
-        case 'H': bad = cli_int(optarg, 1, 256, &heads); break;
-        case 'M': bad = cli_int(optarg, 1, 512, &mels); break;
-        case 'V': bad = cli_int(optarg, 51864, 51866, &vocab); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'v':
+            spec.vocab_from = optarg;
+            break;
+        case 'F':
+            f32 = 1;
+            break;
+        case 'L':
+            bad = sscanf(optarg, "%d,%d", &enc, &dec) != 2;
+            break;
+        case 'S':
+            bad = cli_int(optarg, 8, 8192, &state);
+            break;
+        case 'H':
+            bad = cli_int(optarg, 1, 256, &heads);
+            break;
+        case 'M':
+            bad = cli_int(optarg, 1, 512, &mels);
+            break;
+        case 'V':
+            bad = cli_int(optarg, 51864, 51866, &vocab);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
         if (bad) {
             fprintf(stderr, "diarist gen-model: invalid value '%s'\n", optarg);

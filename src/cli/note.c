@@ -26,9 +26,12 @@ static void usage(FILE *f) {
 }
 
 int cli_note_format_parse(const char *s, int *json) {
-    if (!strcmp(s, "json")) *json = 1;
-    else if (!strcmp(s, "markdown") || !strcmp(s, "md")) *json = 0;
-    else return -1;
+    if (!strcmp(s, "json"))
+        *json = 1;
+    else if (!strcmp(s, "markdown") || !strcmp(s, "md"))
+        *json = 0;
+    else
+        return -1;
     return 0;
 }
 
@@ -90,8 +93,9 @@ int cli_note_emit(NoteGenerator *g, const NoteRequest *req, int json, FILE *out,
         fprintf(stderr, "diarist: note: %s\n", msg);
         return -1;
     }
-    char *s = json ? json_dumps(entry, JSON_INDENT(2) | JSON_PRESERVE_ORDER)
-                   : notes_render_markdown(entry);
+    char *s = json
+                  ? json_dumps(entry, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
+                  : notes_render_markdown(entry);
     json_decref(entry);
     if (!s) {
         fprintf(stderr, "diarist: note: out of memory\n");
@@ -102,17 +106,19 @@ int cli_note_emit(NoteGenerator *g, const NoteRequest *req, int json, FILE *out,
         if (s[0] && s[strlen(s) - 1] != '\n') fputc('\n', out);
         fflush(out);
     }
-    if (text) *text = s;
-    else free(s);
+    if (text)
+        *text = s;
+    else
+        free(s);
     return 0;
 }
 
 int cmd_note(int argc, char **argv) {
     static const struct option opts[] = {
-        {"format", required_argument, 0, 'f'},   {"generator", required_argument, 0, 'g'},
-        {"model", required_argument, 0, 'M'},    {"base-url", required_argument, 0, 'B'},
-        {"date", required_argument, 0, 'D'},     {"language", required_argument, 0, 'l'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+        {"format", required_argument, 0, 'f'}, {"generator", required_argument, 0, 'g'},
+        {"model", required_argument, 0, 'M'},  {"base-url", required_argument, 0, 'B'},
+        {"date", required_argument, 0, 'D'},   {"language", required_argument, 0, 'l'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     NoteConfig cfg = notes_config_from_env();
     int json = 0, c;
     char lang[16] = "";
@@ -126,9 +132,15 @@ int cmd_note(int argc, char **argv) {
                 return 2;
             }
             break;
-        case 'g': cfg.generator = optarg; break;
-        case 'M': cfg.model = optarg; break;
-        case 'B': cfg.base_url = optarg; break;
+        case 'g':
+            cfg.generator = optarg;
+            break;
+        case 'M':
+            cfg.model = optarg;
+            break;
+        case 'B':
+            cfg.base_url = optarg;
+            break;
         case 'D':
             if (parse_date(optarg, &req.recorded_at)) {
                 fprintf(stderr, "diarist note: invalid --date '%s' (want YYYY-MM-DD)\n", optarg);
@@ -142,8 +154,12 @@ int cmd_note(int argc, char **argv) {
             }
             snprintf(lang, sizeof lang, "%s", whisper_lang_code(whisper_lang_id(optarg)));
             break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (argc - optind > 1) {

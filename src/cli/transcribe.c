@@ -61,9 +61,24 @@ static void usage(FILE *f) {
 }
 
 enum {
-    OPT_TRANSLATE = 256, OPT_BEAM, OPT_PATIENCE, OPT_BEST_OF, OPT_TEMP, OPT_TEMP_INC,
-    OPT_NO_FALLBACK, OPT_CRT, OPT_LPT, OPT_NST, OPT_NO_COND, OPT_PROMPT, OPT_NO_TS, OPT_SEED,
-    OPT_PROGRESS, OPT_NO_PROGRESS, OPT_NOTE, OPT_NOTE_FORMAT
+    OPT_TRANSLATE = 256,
+    OPT_BEAM,
+    OPT_PATIENCE,
+    OPT_BEST_OF,
+    OPT_TEMP,
+    OPT_TEMP_INC,
+    OPT_NO_FALLBACK,
+    OPT_CRT,
+    OPT_LPT,
+    OPT_NST,
+    OPT_NO_COND,
+    OPT_PROMPT,
+    OPT_NO_TS,
+    OPT_SEED,
+    OPT_PROGRESS,
+    OPT_NO_PROGRESS,
+    OPT_NOTE,
+    OPT_NOTE_FORMAT
 };
 
 static const struct option long_opts[] = {
@@ -114,19 +129,28 @@ static int parse_formats(const char *list, Options *o) {
 
 /* Parses flags into o; returns -1 to go on, else an exit status. */
 static int parse_args(int argc, char **argv, Options *o) {
-    *o = (Options){.threads = cli_default_threads(), .wp = whisper_default_params(),
-                   .formats = {OUT_TEXT}, .n_formats = 1, .progress = -1};
+    *o = (Options){.threads = cli_default_threads(),
+                   .wp = whisper_default_params(),
+                   .formats = {OUT_TEXT},
+                   .n_formats = 1,
+                   .progress = -1};
     int c, seed;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:t:l:f:o:Oh", long_opts, NULL)) != -1) {
         WhisperParams *p = &o->wp;
         switch (c) {
-        case 'm': o->model = optarg; break;
+        case 'm':
+            o->model = optarg;
+            break;
         case 't':
             if (cli_int(optarg, 1, 256, &o->threads)) return bad_value("--threads", optarg);
             break;
-        case 'l': p->language = optarg; break;
-        case OPT_TRANSLATE: p->translate = 1; break;
+        case 'l':
+            p->language = optarg;
+            break;
+        case OPT_TRANSLATE:
+            p->translate = 1;
+            break;
         case OPT_BEAM:
             if (cli_int(optarg, 0, 16, &p->beam_size)) return bad_value("--beam-size", optarg);
             break;
@@ -143,7 +167,9 @@ static int parse_args(int argc, char **argv, Options *o) {
             if (cli_float(optarg, 0, 1, &p->temperature_increment))
                 return bad_value("--temperature-increment", optarg);
             break;
-        case OPT_NO_FALLBACK: p->temperature_increment = 0; break;
+        case OPT_NO_FALLBACK:
+            p->temperature_increment = 0;
+            break;
         case OPT_CRT:
             if (cli_float(optarg, 0, 1e6f, &p->compression_ratio_threshold))
                 return bad_value("--compression-ratio-threshold", optarg);
@@ -156,9 +182,15 @@ static int parse_args(int argc, char **argv, Options *o) {
             if (cli_float(optarg, 0, 1, &p->no_speech_threshold))
                 return bad_value("--no-speech-threshold", optarg);
             break;
-        case OPT_NO_COND: p->condition_on_previous_text = 0; break;
-        case OPT_PROMPT: p->initial_prompt = optarg; break;
-        case OPT_NO_TS: p->without_timestamps = 1; break;
+        case OPT_NO_COND:
+            p->condition_on_previous_text = 0;
+            break;
+        case OPT_PROMPT:
+            p->initial_prompt = optarg;
+            break;
+        case OPT_NO_TS:
+            p->without_timestamps = 1;
+            break;
         case OPT_SEED:
             if (cli_int(optarg, 0, 2147483647, &seed)) return bad_value("--seed", optarg);
             p->seed = (uint64_t)seed;
@@ -166,18 +198,32 @@ static int parse_args(int argc, char **argv, Options *o) {
         case 'f':
             if (parse_formats(optarg, o)) return bad_value("--format", optarg);
             break;
-        case 'o': o->out_dir = optarg; break;
-        case 'O': o->beside = 1; break;
-        case OPT_PROGRESS: o->progress = 1; break;
-        case OPT_NO_PROGRESS: o->progress = 0; break;
-        case OPT_NOTE: o->note = 1; break;
+        case 'o':
+            o->out_dir = optarg;
+            break;
+        case 'O':
+            o->beside = 1;
+            break;
+        case OPT_PROGRESS:
+            o->progress = 1;
+            break;
+        case OPT_NO_PROGRESS:
+            o->progress = 0;
+            break;
+        case OPT_NOTE:
+            o->note = 1;
+            break;
         case OPT_NOTE_FORMAT:
             if (cli_note_format_parse(optarg, &o->note_json))
                 return bad_value("--note-format", optarg);
             o->note = 1;
             break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind >= argc) {
@@ -245,8 +291,7 @@ static int emit(const Options *o, const char *in, const WhisperResult *r) {
             char path[8192];
             output_path(o, in, output_format_ext(o->formats[i]), path, sizeof path);
             if (write_file(path, text)) {
-                fprintf(stderr, "diarist transcribe: cannot write %s: %s\n", path,
-                        strerror(errno));
+                fprintf(stderr, "diarist transcribe: cannot write %s: %s\n", path, strerror(errno));
                 rc = -1;
             } else {
                 di_log("info", "wrote %s", path);
@@ -265,15 +310,19 @@ static int emit(const Options *o, const char *in, const WhisperResult *r) {
  * creation time when the audio carries one, else by now. */
 static int emit_note(const Options *o, const char *in, const WhisperResult *r,
                      int64_t recorded_at) {
-    NoteRequest req = {.transcript = r->text ? r->text : "", .language = r->language,
-                       .recorded_at = recorded_at, .uploaded_at = (int64_t)time(NULL)};
+    NoteRequest req = {.transcript = r->text ? r->text : "",
+                       .language = r->language,
+                       .recorded_at = recorded_at,
+                       .uploaded_at = (int64_t)time(NULL)};
     if (!o->out_dir && !o->beside) return cli_note_emit(o->notes, &req, o->note_json, stdout, NULL);
     char *text = NULL, path[8192];
     if (cli_note_emit(o->notes, &req, o->note_json, NULL, &text)) return -1;
     output_path(o, in, o->note_json ? "note.json" : "note.md", path, sizeof path);
     int rc = write_file(path, text);
-    if (rc) fprintf(stderr, "diarist transcribe: cannot write %s: %s\n", path, strerror(errno));
-    else di_log("info", "wrote %s", path);
+    if (rc)
+        fprintf(stderr, "diarist transcribe: cannot write %s: %s\n", path, strerror(errno));
+    else
+        di_log("info", "wrote %s", path);
     free(text);
     return rc;
 }
@@ -340,7 +389,8 @@ int cmd_transcribe(int argc, char **argv) {
     di_log("info", "model %s loaded from %s (%d threads, BLAS kernels %s)",
            whisper_model_type(model), o.model, o.threads, whisper_blas_core());
     int failed = 0;
-    for (int i = optind; i < argc; i++) failed += transcribe_one(&o, st, argv[i]) != 0;
+    for (int i = optind; i < argc; i++)
+        failed += transcribe_one(&o, st, argv[i]) != 0;
     notes_generator_free(o.notes);
     whisper_state_free(st);
     whisper_model_free(model);

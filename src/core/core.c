@@ -166,7 +166,8 @@ __attribute__((target("f16c,avx"))) static void f16_row_f16c(const uint16_t *src
         __m128i h = _mm_loadu_si128((const __m128i *)(src + i));
         _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
     }
-    for (; i < n; i++) dst[i] = di_f16_to_f32(src[i]);
+    for (; i < n; i++)
+        dst[i] = di_f16_to_f32(src[i]);
 }
 #endif
 
@@ -177,7 +178,8 @@ void di_f16_to_f32_row(const uint16_t *src, float *dst, size_t n) {
         return;
     }
 #endif
-    for (size_t i = 0; i < n; i++) dst[i] = di_f16_to_f32(src[i]);
+    for (size_t i = 0; i < n; i++)
+        dst[i] = di_f16_to_f32(src[i]);
 }
 
 static uint64_t splitmix64(uint64_t *x) {
@@ -188,7 +190,8 @@ static uint64_t splitmix64(uint64_t *x) {
 }
 
 void di_rng_seed(DiRng *rng, uint64_t seed) {
-    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&seed);
+    for (int i = 0; i < 4; i++)
+        rng->s[i] = splitmix64(&seed);
 }
 
 static uint64_t rotl(uint64_t x, int k) {

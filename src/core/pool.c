@@ -27,9 +27,9 @@ struct DiPool {
     DiPoolFn fn;
     void *ctx;
     int n;
-    atomic_int next;      /* next item to take */
-    atomic_int finished;  /* workers done with this loop */
-    atomic_uint epoch;    /* bumped for each loop */
+    atomic_int next;     /* next item to take */
+    atomic_int finished; /* workers done with this loop */
+    atomic_uint epoch;   /* bumped for each loop */
     int stop;
 };
 
@@ -131,7 +131,8 @@ int di_pool_threads(const DiPool *p) {
 void di_pool_run(DiPool *p, int n, DiPoolFn fn, void *ctx) {
     if (n <= 0) return;
     if (!p || p->n_threads == 1 || n == 1) {
-        for (int i = 0; i < n; i++) fn(ctx, i, 0);
+        for (int i = 0; i < n; i++)
+            fn(ctx, i, 0);
         return;
     }
     p->fn = fn;
@@ -152,7 +153,8 @@ void di_pool_run(DiPool *p, int n, DiPoolFn fn, void *ctx) {
     }
     if (atomic_load(&p->finished) < p->n_threads - 1) {
         pthread_mutex_lock(&p->lock);
-        while (atomic_load(&p->finished) < p->n_threads - 1) pthread_cond_wait(&p->done, &p->lock);
+        while (atomic_load(&p->finished) < p->n_threads - 1)
+            pthread_cond_wait(&p->done, &p->lock);
         pthread_mutex_unlock(&p->lock);
     }
 }

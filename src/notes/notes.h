@@ -48,13 +48,13 @@ typedef struct {
 } NoteRequest;
 
 typedef struct {
-    const char *generator; /* "auto" (openai when an API key is set), "openai", "extractive" */
-    const char *api_key;   /* OPENAI_API_KEY; may be NULL for servers without auth */
-    const char *base_url;  /* OPENAI_BASE_URL; default "https://api.openai.com/v1" */
-    const char *model;     /* DIARIST_NOTE_MODEL; default "gpt-4o-mini" */
-    float temperature;     /* 0.2 */
-    int max_tokens;        /* bound on each completion, 1500 */
-    int chunk_tokens;      /* map-reduce: transcript tokens per chunk, 3000 */
+    const char *generator;    /* "auto" (openai when an API key is set), "openai", "extractive" */
+    const char *api_key;      /* OPENAI_API_KEY; may be NULL for servers without auth */
+    const char *base_url;     /* OPENAI_BASE_URL; default "https://api.openai.com/v1" */
+    const char *model;        /* DIARIST_NOTE_MODEL; default "gpt-4o-mini" */
+    float temperature;        /* 0.2 */
+    int max_tokens;           /* bound on each completion, 1500 */
+    int chunk_tokens;         /* map-reduce: transcript tokens per chunk, 3000 */
     double request_timeout_s; /* per HTTP request, 120 */
     double deadline_s;        /* all attempts of one note together, 600 */
     int max_attempts;         /* per request, 6 */
@@ -84,8 +84,7 @@ void notes_generator_free(NoteGenerator *g);
 /* g->generate, plus the checks every backend shares: the request is valid,
  * the entry passes notes_validate, its date is the recording's, and
  * "generator" names g. */
-int notes_generate(NoteGenerator *g, const NoteRequest *req, json_t **entry, char *msg,
-                   size_t cap);
+int notes_generate(NoteGenerator *g, const NoteRequest *req, json_t **entry, char *msg, size_t cap);
 
 /* Backends (called through notes_generator_create). */
 int notes_openai_create(const NoteConfig *cfg, NoteGenerator **out, char *msg, size_t cap);

@@ -57,11 +57,13 @@ static double sgemm_gflops(int n_threads, int repeats) {
 static int time_decode(WhisperState *st, int n_seq, double *ms, char *msg, size_t cap) {
     const WhisperModel *m = st->model;
     int tokens[64], rc;
-    for (int s = 0; s < n_seq; s++) tokens[s] = m->tok.sp.sot;
+    for (int s = 0; s < n_seq; s++)
+        tokens[s] = m->tok.sp.sot;
     if ((rc = decoder_forward(st, n_seq, tokens, 1, 0, NULL, msg, cap))) return rc;
     double t0 = di_now();
     for (int i = 1; i <= BENCH_TOKENS; i++) {
-        for (int s = 0; s < n_seq; s++) tokens[s] = 220 + 17 * i + s;
+        for (int s = 0; s < n_seq; s++)
+            tokens[s] = 220 + 17 * i + s;
         if ((rc = decoder_forward(st, n_seq, tokens, 1, i, NULL, msg, cap))) return rc;
     }
     *ms = (di_now() - t0) * 1000.0 / BENCH_TOKENS;
@@ -118,7 +120,8 @@ int whisper_bench(const WhisperModel *model, int n_threads, int repeats, Whisper
         rc = whisper_encode(st, mel, WHISPER_N_FRAMES, 0, msg, cap);
         t[r] = (di_now() - t0) * 1000.0;
     }
-    for (int r = 0; !rc && r < repeats; r++) rc = time_decode(st, 1, &t[repeats + r], msg, cap);
+    for (int r = 0; !rc && r < repeats; r++)
+        rc = time_decode(st, 1, &t[repeats + r], msg, cap);
     for (int r = 0; !rc && r < repeats; r++)
         rc = time_decode(st, 5, &t[2 * repeats + r], msg, cap);
     if (!rc) {

@@ -26,11 +26,11 @@ const char *whisper_blas_core(void) {
 
 /* Kernel families that use less than AVX2+FMA. */
 static int is_pre_avx2(const char *core) {
-    static const char *const weak[] = {"prescott", "core2",     "penryn",     "dunnington",
-                                       "nehalem",  "atom",      "sandybridge", "barcelona",
-                                       "bulldozer", "piledriver", "steamroller", "excavator",
-                                       "bobcat",   "katmai",    "coppermine", "northwood",
-                                       "banias",   "opteron",   "opteron_sse3", "unknown"};
+    static const char *const weak[] = {"prescott",  "core2",      "penryn",       "dunnington",
+                                       "nehalem",   "atom",       "sandybridge",  "barcelona",
+                                       "bulldozer", "piledriver", "steamroller",  "excavator",
+                                       "bobcat",    "katmai",     "coppermine",   "northwood",
+                                       "banias",    "opteron",    "opteron_sse3", "unknown"};
     for (size_t i = 0; i < sizeof weak / sizeof weak[0]; i++)
         if (!strcasecmp(core, weak[i])) return 1;
     return 0;

@@ -45,7 +45,8 @@ int decoder_reserve(WhisperState *st, int n_seq, char *msg, size_t cap) {
     if (lg) st->logits = lg;
     float *t = realloc(st->reorder_tmp, (size_t)n_seq * hp->n_text_ctx * S * sizeof(float));
     if (t) st->reorder_tmp = t;
-    if (!k || !v || !lg || !t) return di_fail(msg, cap, DI_ENOMEM, "out of memory for decoder caches");
+    if (!k || !v || !lg || !t)
+        return di_fail(msg, cap, DI_ENOMEM, "out of memory for decoder caches");
     memset(st->self_k + (size_t)st->n_seq_cap * per_seq, 0,
            (size_t)(n_seq - st->n_seq_cap) * per_seq * sizeof(float));
     memset(st->self_v + (size_t)st->n_seq_cap * per_seq, 0,
@@ -119,7 +120,8 @@ static void dec_attn_task(void *ctx, int i, int thread) {
 }
 
 static void add_rows(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
 }
 
 static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, int n_tok, int n_past) {
@@ -170,12 +172,11 @@ int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, i
     if ((rc = decoder_reserve(st, n_seq, msg, cap))) return rc;
     if (!logits) logits = st->logits; /* only now: reserving may have moved it */
     if (n_seq * n_tok > rows_cap(st))
-        return di_fail(msg, cap, DI_EINVAL, "%d sequences of %d tokens is too large a batch",
-                       n_seq, n_tok);
+        return di_fail(msg, cap, DI_EINVAL, "%d sequences of %d tokens is too large a batch", n_seq,
+                       n_tok);
     for (int i = 0; i < n_seq * n_tok; i++)
         if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
-            return di_fail(msg, cap, DI_EINVAL, "token id %d is outside the vocabulary",
-                           tokens[i]);
+            return di_fail(msg, cap, DI_EINVAL, "token id %d is outside the vocabulary", tokens[i]);
     DecBufs b = dec_bufs(st);
 
     /* Token embedding plus the learned position. */
@@ -190,11 +191,13 @@ int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, i
             else
                 memcpy(x, (const float *)emb->data + row, (size_t)S * sizeof(float));
             const float *p = pos + (size_t)(n_past + i) * S;
-            for (int c = 0; c < S; c++) x[c] += p[c];
+            for (int c = 0; c < S; c++)
+                x[c] += p[c];
         }
     }
 
-    for (int l = 0; l < hp->n_text_layer; l++) decoder_block(st, &b, l, n_seq, n_tok, n_past);
+    for (int l = 0; l < hp->n_text_layer; l++)
+        decoder_block(st, &b, l, n_seq, n_tok, n_past);
 
     /* Logits of each sequence's last token only. */
     for (int s = 0; s < n_seq; s++)
@@ -210,7 +213,8 @@ void decoder_reorder(WhisperState *st, int n_seq, const int *src, int n_past) {
     size_t S = (size_t)hp->n_text_state, rows = (size_t)n_past * S;
     if (n_past <= 0) return;
     int identity = 1;
-    for (int s = 0; s < n_seq; s++) identity &= src[s] == s;
+    for (int s = 0; s < n_seq; s++)
+        identity &= src[s] == s;
     if (identity) return;
     /* Through a copy, since a beam's source may itself be overwritten. */
     float *tmp = st->reorder_tmp;
@@ -218,7 +222,8 @@ void decoder_reorder(WhisperState *st, int n_seq, const int *src, int n_past) {
     for (int c = 0; c < 2; c++) {
         for (int l = 0; l < hp->n_text_layer; l++) {
             for (int s = 0; s < n_seq; s++)
-                memcpy(tmp + s * rows, cache_row(st, caches[c], src[s], l, 0), rows * sizeof(float));
+                memcpy(tmp + s * rows, cache_row(st, caches[c], src[s], l, 0),
+                       rows * sizeof(float));
             for (int s = 0; s < n_seq; s++)
                 memcpy(cache_row(st, caches[c], s, l, 0), tmp + s * rows, rows * sizeof(float));
         }

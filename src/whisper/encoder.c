@@ -47,9 +47,8 @@ static void im2col_mel(float *col, const float *mel, int n_mels, int n_frames, i
             for (int j = 0; j < 3; j++) {
                 int f = t + j - 1; /* frame within the window */
                 int src = offset + f;
-                row[c * 3 + j] = (f < 0 || f >= F || src >= n_frames)
-                                     ? 0.0f
-                                     : mel[(size_t)c * n_frames + src];
+                row[c * 3 + j] =
+                    (f < 0 || f >= F || src >= n_frames) ? 0.0f : mel[(size_t)c * n_frames + src];
             }
         }
     }
@@ -97,14 +96,16 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     AttnJob aj = {b, T, S, H, S / H, 1.0f / sqrtf((float)(S / H))};
     di_pool_run(st->pool, H * ((T + ATTN_QUERY_BLOCK - 1) / ATTN_QUERY_BLOCK), enc_attn_task, &aj);
     op_matmul(st, b->h, b->a, T, S, &L->attn.o_w, &L->attn.o_b);
-    for (size_t i = 0; i < TS; i++) b->x[i] += b->h[i];
+    for (size_t i = 0; i < TS; i++)
+        b->x[i] += b->h[i];
 
     /* MLP: S -> 4S -> GELU -> S. */
     op_layer_norm(st, b->h, b->x, T, S, &L->mlp_ln_w, &L->mlp_ln_b);
     op_matmul(st, b->big, b->h, T, S, &L->fc1_w, &L->fc1_b);
     op_gelu(st, b->big, TS * 4);
     op_matmul(st, b->h, b->big, T, 4 * S, &L->fc2_w, &L->fc2_b);
-    for (size_t i = 0; i < TS; i++) b->x[i] += b->h[i];
+    for (size_t i = 0; i < TS; i++)
+        b->x[i] += b->h[i];
 }
 
 int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset, char *msg,
@@ -129,9 +130,11 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
     op_matmul(st, b.x, b.big, T, 3 * S, &w->conv2_w, &w->conv2_b);
     op_gelu(st, b.x, (size_t)T * S);
     const float *pos = w->enc_pos.data;
-    for (size_t i = 0; i < (size_t)T * S; i++) b.x[i] += pos[i];
+    for (size_t i = 0; i < (size_t)T * S; i++)
+        b.x[i] += pos[i];
 
-    for (int l = 0; l < hp->n_audio_layer; l++) encoder_block(st, &b, &w->enc[l]);
+    for (int l = 0; l < hp->n_audio_layer; l++)
+        encoder_block(st, &b, &w->enc[l]);
     op_layer_norm(st, st->enc_out, b.x, T, S, &w->enc_ln_w, &w->enc_ln_b);
 
     /* Cross-attention keys and values for every decoder layer. */

@@ -123,13 +123,15 @@ static void fft_rec(const FftPlan *p, const Cpx *in, int stride, Cpx *out, int n
     }
     int r = p->radix[stage];
     int m = n / r;
-    for (int q = 0; q < r; q++) fft_rec(p, in + q * stride, stride * r, out + q * m, m, stage + 1);
+    for (int q = 0; q < r; q++)
+        fft_rec(p, in + q * stride, stride * r, out + q * m, m, stage + 1);
 
     Cpx t[FFT_MAX_RADIX];
     int root = stride * m; /* table step of W_r = W_N^(N/r) */
     for (int j = 0; j < m; j++) {
         t[0] = out[j];
-        for (int q = 1; q < r; q++) t[q] = cmul(out[q * m + j], p->tw[q * j * stride]);
+        for (int q = 1; q < r; q++)
+            t[q] = cmul(out[q * m + j], p->tw[q * j * stride]);
         if (r == 4) {
             butterfly4(t, out, m, j);
             continue;
@@ -164,8 +166,8 @@ typedef struct {
     int n_frames;
     const FftPlan *fft;
     double window[WHISPER_N_FFT];
-    float *mel;         /* [n_mels][n_frames], log10 values first */
-    double *block_max;  /* largest log10 value per work item */
+    float *mel;        /* [n_mels][n_frames], log10 values first */
+    double *block_max; /* largest log10 value per work item */
 } MelJob;
 
 /* Sample i of the signal extended by reflection on both sides, the way
@@ -190,7 +192,8 @@ static void mel_frame(const MelJob *job, int t, Cpx *buf, Cpx *spec, double *pow
         buf[i].im = 0.0;
     }
     fft_run(job->fft, (const double *)buf, (double *)spec);
-    for (int k = 0; k < N_BINS; k++) power[k] = spec[k].re * spec[k].re + spec[k].im * spec[k].im;
+    for (int k = 0; k < N_BINS; k++)
+        power[k] = spec[k].re * spec[k].re + spec[k].im * spec[k].im;
 }
 
 /* One work item: FRAMES_PER_ITEM frames from the STFT to log10. */
@@ -207,7 +210,8 @@ static void mel_item(void *ctx, int item, int thread) {
         for (int m = 0; m < job->n_mels; m++) {
             const float *f = job->filters + (size_t)m * N_BINS;
             double sum = 0.0;
-            for (int k = job->lo[m]; k < job->hi[m]; k++) sum += (double)f[k] * power[k];
+            for (int k = job->lo[m]; k < job->hi[m]; k++)
+                sum += (double)f[k] * power[k];
             double v = log10(sum > 1e-10 ? sum : 1e-10);
             if (v > best) best = v;
             job->mel[(size_t)m * job->n_frames + t] = (float)v;
@@ -243,8 +247,10 @@ static void filter_ranges(const float *filters, int n_mels, int *lo, int *hi) {
     for (int m = 0; m < n_mels; m++) {
         const float *f = filters + (size_t)m * N_BINS;
         int a = 0, b = N_BINS;
-        while (a < b && f[a] == 0.0f) a++;
-        while (b > a && f[b - 1] == 0.0f) b--;
+        while (a < b && f[a] == 0.0f)
+            a++;
+        while (b > a && f[b - 1] == 0.0f)
+            b--;
         lo[m] = a;
         hi[m] = b;
     }
@@ -317,8 +323,8 @@ int whisper_log_mel(const WhisperModel *model, const float *pcm, size_t n_sample
         return di_fail(msg, cap, DI_EINVAL, "whisper_log_mel: missing argument");
     if (!model->mel_filters)
         return di_fail(msg, cap, DI_EINVAL, "whisper_log_mel: model has no mel filters");
-    int err = log_mel(model->mel_filters, model->hp.n_mels, pcm, n_samples, pad_samples,
-                      n_threads, mel, n_frames);
+    int err = log_mel(model->mel_filters, model->hp.n_mels, pcm, n_samples, pad_samples, n_threads,
+                      mel, n_frames);
     switch (err) {
     case 0:
         return 0;
@@ -329,8 +335,7 @@ int whisper_log_mel(const WhisperModel *model, const float *pcm, size_t n_sample
         return di_fail(msg, cap, err, "log-mel: out of memory for %zu samples",
                        n_samples + pad_samples);
     case DI_ERANGE:
-        return di_fail(msg, cap, err, "log-mel: %zu samples is too long",
-                       n_samples + pad_samples);
+        return di_fail(msg, cap, err, "log-mel: %zu samples is too long", n_samples + pad_samples);
     default:
         return di_fail(msg, cap, err, "log-mel: %s (n_mels %d)", di_strerror(err),
                        model->hp.n_mels);

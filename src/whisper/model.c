@@ -60,27 +60,42 @@ static int rd_i32(Reader *r, int32_t *v) {
 
 static const char *ggml_type_name(int t) {
     switch (t) {
-    case 0: return "f32";
-    case 1: return "f16";
-    case 2: return "q4_0";
-    case 3: return "q4_1";
-    case 6: return "q5_0";
-    case 7: return "q5_1";
-    case 8: return "q8_0";
-    case 9: return "q8_1";
-    default: return "unknown";
+    case 0:
+        return "f32";
+    case 1:
+        return "f16";
+    case 2:
+        return "q4_0";
+    case 3:
+        return "q4_1";
+    case 6:
+        return "q5_0";
+    case 7:
+        return "q5_1";
+    case 8:
+        return "q8_0";
+    case 9:
+        return "q8_1";
+    default:
+        return "unknown";
     }
 }
 
 /* Whole-file ftype values for quantized models (llama.cpp's enum). */
 static const char *ftype_name(int f) {
     switch (f) {
-    case 2: return "q4_0";
-    case 3: return "q4_1";
-    case 7: return "q8_0";
-    case 8: return "q5_0";
-    case 9: return "q5_1";
-    default: return "unknown";
+    case 2:
+        return "q4_0";
+    case 3:
+        return "q4_1";
+    case 7:
+        return "q8_0";
+    case 8:
+        return "q5_0";
+    case 9:
+        return "q5_1";
+    default:
+        return "unknown";
     }
 }
 
@@ -131,8 +146,8 @@ static int read_mel_filters(Reader *r, WhisperModel *m, char *msg, size_t cap) {
     if (rd_i32(r, &n_mel) || rd_i32(r, &n_fft))
         return di_fail(msg, cap, DI_EFORMAT, "model truncated in the mel filter header");
     if (n_mel != m->hp.n_mels || n_fft != WHISPER_N_FFT / 2 + 1)
-        return di_fail(msg, cap, DI_EFORMAT, "mel filters are %dx%d, expected %dx%d", n_mel,
-                       n_fft, m->hp.n_mels, WHISPER_N_FFT / 2 + 1);
+        return di_fail(msg, cap, DI_EFORMAT, "mel filters are %dx%d, expected %dx%d", n_mel, n_fft,
+                       m->hp.n_mels, WHISPER_N_FFT / 2 + 1);
     size_t bytes = (size_t)n_mel * (size_t)n_fft * 4;
     if (bytes > r->size - r->pos)
         return di_fail(msg, cap, DI_EFORMAT, "model truncated in the mel filters");
@@ -145,7 +160,8 @@ static int read_mel_filters(Reader *r, WhisperModel *m, char *msg, size_t cap) {
 
 static int read_vocab(Reader *r, WhisperModel *m, char *msg, size_t cap) {
     int32_t count;
-    if (rd_i32(r, &count)) return di_fail(msg, cap, DI_EFORMAT, "model truncated at the vocabulary");
+    if (rd_i32(r, &count))
+        return di_fail(msg, cap, DI_EFORMAT, "model truncated at the vocabulary");
     if (count < 0 || count > m->hp.n_vocab)
         return di_fail(msg, cap, DI_EFORMAT, "vocabulary has %d entries for n_vocab %d", count,
                        m->hp.n_vocab);
@@ -169,7 +185,8 @@ static int read_vocab(Reader *r, WhisperModel *m, char *msg, size_t cap) {
     if (!rc)
         rc = tokenizer_init(&m->tok, m->hp.n_vocab, count, (const uint8_t *const *)entries, lens,
                             msg, cap);
-    for (int i = 0; entries && i < count; i++) free(entries[i]);
+    for (int i = 0; entries && i < count; i++)
+        free(entries[i]);
     free(entries);
     free(lens);
     return rc;
@@ -262,12 +279,14 @@ static int expect_all(ExpectList *l, WhisperModel *m) {
     rc |= expect(l, &w->conv1_b, 0, 2, 1, S, 1, "encoder.conv1.bias");
     rc |= expect(l, &w->conv2_w, 1, 3, 3, S, S, "encoder.conv2.weight");
     rc |= expect(l, &w->conv2_b, 0, 2, 1, S, 1, "encoder.conv2.bias");
-    for (int i = 0; i < hp->n_audio_layer; i++) rc |= expect_block(l, &w->enc[i], S, "encoder", i, 0);
+    for (int i = 0; i < hp->n_audio_layer; i++)
+        rc |= expect_block(l, &w->enc[i], S, "encoder", i, 0);
     rc |= expect(l, &w->enc_ln_w, 0, 1, S, 1, 1, "encoder.ln_post.weight");
     rc |= expect(l, &w->enc_ln_b, 0, 1, S, 1, 1, "encoder.ln_post.bias");
     rc |= expect(l, &w->dec_pos, 0, 2, S, hp->n_text_ctx, 1, "decoder.positional_embedding");
     rc |= expect(l, &w->tok_emb, 1, 2, S, hp->n_vocab, 1, "decoder.token_embedding.weight");
-    for (int i = 0; i < hp->n_text_layer; i++) rc |= expect_block(l, &w->dec[i], S, "decoder", i, 1);
+    for (int i = 0; i < hp->n_text_layer; i++)
+        rc |= expect_block(l, &w->dec[i], S, "decoder", i, 1);
     rc |= expect(l, &w->dec_ln_w, 0, 1, S, 1, 1, "decoder.ln.weight");
     rc |= expect(l, &w->dec_ln_b, 0, 1, S, 1, 1, "decoder.ln.bias");
     return rc ? DI_ENOMEM : 0;
@@ -308,8 +327,8 @@ static int read_tensor(Reader *r, ExpectList *l, WhisperModel *m, char *msg, siz
     for (int i = 0; i < 3; i++)
         if (ne[i] != e->ne[i])
             return di_fail(msg, cap, DI_EFORMAT,
-                           "tensor '%s' has shape [%d, %d, %d], expected [%d, %d, %d]", name,
-                           ne[0], ne[1], ne[2], e->ne[0], e->ne[1], e->ne[2]);
+                           "tensor '%s' has shape [%d, %d, %d], expected [%d, %d, %d]", name, ne[0],
+                           ne[1], ne[2], e->ne[0], e->ne[1], e->ne[2]);
     size_t count = (size_t)ne[0] * (size_t)ne[1] * (size_t)ne[2];
     size_t bytes = count * (ttype == TENSOR_F16 ? 2 : 4);
     if (bytes > r->size - r->pos)
@@ -330,10 +349,18 @@ static void name_model(WhisperModel *m) {
     const WhisperHparams *hp = &m->hp;
     const char *base = NULL;
     switch (hp->n_audio_state) {
-    case 384: base = hp->n_audio_layer == 4 ? "tiny" : NULL; break;
-    case 512: base = hp->n_audio_layer == 6 ? "base" : NULL; break;
-    case 768: base = hp->n_audio_layer == 12 ? "small" : NULL; break;
-    case 1024: base = hp->n_audio_layer == 24 ? "medium" : NULL; break;
+    case 384:
+        base = hp->n_audio_layer == 4 ? "tiny" : NULL;
+        break;
+    case 512:
+        base = hp->n_audio_layer == 6 ? "base" : NULL;
+        break;
+    case 768:
+        base = hp->n_audio_layer == 12 ? "small" : NULL;
+        break;
+    case 1024:
+        base = hp->n_audio_layer == 24 ? "medium" : NULL;
+        break;
     case 1280:
         base = hp->n_audio_layer != 32 ? NULL
                : hp->n_text_layer == 4 ? "large-v3-turbo"
@@ -369,7 +396,8 @@ static int load(Reader *r, WhisperModel **out, char *msg, size_t cap) {
     }
     if (!rc) rc = read_vocab(r, m, msg, cap);
     if (!rc && expect_all(&l, m)) rc = di_fail(msg, cap, DI_ENOMEM, "out of memory");
-    while (!rc && r->pos < r->size) rc = read_tensor(r, &l, m, msg, cap);
+    while (!rc && r->pos < r->size)
+        rc = read_tensor(r, &l, m, msg, cap);
     for (int i = 0; !rc && i < l.n; i++)
         if (!l.e[i].found)
             rc = di_fail(msg, cap, DI_EFORMAT, "model is missing tensor '%s'", l.e[i].name);
@@ -388,7 +416,8 @@ int whisper_model_load(const char *path, WhisperModel **out, char *msg, size_t c
     *out = NULL;
     if (!path) return di_fail(msg, cap, DI_EINVAL, "no model path given");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return di_fail(msg, cap, DI_EIO, "cannot open model '%s': %s", path, strerror(errno));
+    if (fd < 0)
+        return di_fail(msg, cap, DI_EIO, "cannot open model '%s': %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
@@ -421,7 +450,8 @@ static void free_tensor(Tensor *t) {
 
 static void free_attn(AttnWeights *a) {
     Tensor *t[] = {&a->q_w, &a->q_b, &a->k_w, &a->v_w, &a->v_b, &a->o_w, &a->o_b};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) free_tensor(t[i]);
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        free_tensor(t[i]);
 }
 
 static void free_block(Block *b) {
@@ -429,20 +459,23 @@ static void free_block(Block *b) {
     free_attn(&b->cross);
     Tensor *t[] = {&b->attn_ln_w, &b->attn_ln_b, &b->cross_ln_w, &b->cross_ln_b, &b->mlp_ln_w,
                    &b->mlp_ln_b,  &b->fc1_w,     &b->fc1_b,      &b->fc2_w,      &b->fc2_b};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) free_tensor(t[i]);
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        free_tensor(t[i]);
 }
 
 void whisper_model_free(WhisperModel *m) {
     if (!m) return;
     Weights *w = &m->w;
-    for (int i = 0; w->enc && i < m->hp.n_audio_layer; i++) free_block(&w->enc[i]);
-    for (int i = 0; w->dec && i < m->hp.n_text_layer; i++) free_block(&w->dec[i]);
+    for (int i = 0; w->enc && i < m->hp.n_audio_layer; i++)
+        free_block(&w->enc[i]);
+    for (int i = 0; w->dec && i < m->hp.n_text_layer; i++)
+        free_block(&w->dec[i]);
     free(w->enc);
     free(w->dec);
-    Tensor *t[] = {&w->conv1_w, &w->conv1_b, &w->conv2_w, &w->conv2_b, &w->enc_pos,
-                   &w->enc_ln_w, &w->enc_ln_b, &w->tok_emb, &w->dec_pos, &w->dec_ln_w,
-                   &w->dec_ln_b};
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) free_tensor(t[i]);
+    Tensor *t[] = {&w->conv1_w,  &w->conv1_b, &w->conv2_w, &w->conv2_b,  &w->enc_pos, &w->enc_ln_w,
+                   &w->enc_ln_b, &w->tok_emb, &w->dec_pos, &w->dec_ln_w, &w->dec_ln_b};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        free_tensor(t[i]);
     tokenizer_free(&m->tok);
     free(m->mel_filters);
     free(m);

@@ -37,18 +37,20 @@ float *op_thread_scratch(WhisperState *st, int thread, size_t *n) {
 
 /* ---- Few-row kernel ---------------------------------------------------- */
 
-static void gemv_rows_scalar(float *y, const float *x, int M, int K, int N, const Tensor *w,
-                             int n0, int n1) {
+static void gemv_rows_scalar(float *y, const float *x, int M, int K, int N, const Tensor *w, int n0,
+                             int n1) {
     for (int n = n0; n < n1; n++) {
         for (int m = 0; m < M; m++) {
             const float *xm = x + (size_t)m * K;
             double acc = 0;
             if (w->type == TENSOR_F16) {
                 const uint16_t *wr = (const uint16_t *)w->data + (size_t)n * K;
-                for (int k = 0; k < K; k++) acc += (double)di_f16_to_f32(wr[k]) * xm[k];
+                for (int k = 0; k < K; k++)
+                    acc += (double)di_f16_to_f32(wr[k]) * xm[k];
             } else {
                 const float *wr = (const float *)w->data + (size_t)n * K;
-                for (int k = 0; k < K; k++) acc += (double)wr[k] * xm[k];
+                for (int k = 0; k < K; k++)
+                    acc += (double)wr[k] * xm[k];
             }
             y[(size_t)m * N + n] = (float)acc;
         }
@@ -63,8 +65,7 @@ __attribute__((target("avx2,fma,f16c"))) static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma,f16c"))) static inline __m256 load_w8(const Tensor *w,
-                                                                      size_t off) {
+__attribute__((target("avx2,fma,f16c"))) static inline __m256 load_w8(const Tensor *w, size_t off) {
     if (w->type == TENSOR_F16)
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w->data + off)));
     return _mm256_loadu_ps((const float *)w->data + off);
@@ -82,7 +83,8 @@ gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, i
     for (int n = n0; n < n1; n++) {
         size_t row = (size_t)n * K;
         __m256 acc[GEMM_MIN_ROWS];
-        for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
+        for (int m = 0; m < M; m++)
+            acc[m] = _mm256_setzero_ps();
         if (M == 1) {
             /* Two chains hide the FMA latency for the common one-row case. */
             __m256 acc2 = _mm256_setzero_ps();
@@ -103,7 +105,8 @@ gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, i
         }
         for (int m = 0; m < M; m++) {
             float s = hsum256(acc[m]);
-            for (int k = K8; k < K; k++) s += load_w1(w, row + k) * x[(size_t)m * K + k];
+            for (int k = K8; k < K; k++)
+                s += load_w1(w, row + k) * x[(size_t)m * K + k];
             y[(size_t)m * N + n] = s;
         }
     }
@@ -146,8 +149,8 @@ static void gemm_task(void *ctx, int i, int thread) {
     } else {
         wf = (const float *)j->w->data + (size_t)n0 * j->K;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, nb, j->K, 1.0f, j->x, j->K, wf,
-                j->K, 0.0f, j->y + n0, j->N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, nb, j->K, 1.0f, j->x, j->K, wf, j->K,
+                0.0f, j->y + n0, j->N);
 }
 
 void op_matmul(WhisperState *st, float *y, const float *x, int M, int K, const Tensor *w,
@@ -164,7 +167,8 @@ void op_matmul(WhisperState *st, float *y, const float *x, int M, int K, const T
         const float *bias = b->data;
         for (int m = 0; m < M; m++) {
             float *row = y + (size_t)m * N;
-            for (int n = 0; n < N; n++) row[n] += bias[n];
+            for (int n = 0; n < N; n++)
+                row[n] += bias[n];
         }
     }
 }
@@ -193,8 +197,10 @@ __attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
     /* 2^n in two halves so n down to -126 and up to 128 stays representable. */
     __m256i ni = _mm256_cvtps_epi32(n);
     __m256i h1 = _mm256_srai_epi32(ni, 1), h2 = _mm256_sub_epi32(ni, h1);
-    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
-    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
+    __m256 s1 =
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h1, _mm256_set1_epi32(127)), 23));
+    __m256 s2 =
+        _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h2, _mm256_set1_epi32(127)), 23));
     p = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
     p = _mm256_blendv_ps(p, _mm256_set1_ps(INFINITY), over);
     return _mm256_blendv_ps(p, _mm256_setzero_ps(), under);
@@ -203,13 +209,17 @@ __attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
 __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int n) {
     int n8 = n & ~7, i;
     __m256 mv = _mm256_set1_ps(-INFINITY);
-    for (i = 0; i < n8; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+    for (i = 0; i < n8; i += 8)
+        mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
     float mx = -INFINITY, lanes[8];
     _mm256_storeu_ps(lanes, mv);
-    for (int l = 0; l < 8; l++) mx = lanes[l] > mx ? lanes[l] : mx;
-    for (i = n8; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int l = 0; l < 8; l++)
+        mx = lanes[l] > mx ? lanes[l] : mx;
+    for (i = n8; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
     if (mx == -INFINITY) { /* every entry masked: leave a uniform row rather than NaN */
-        for (i = 0; i < n; i++) x[i] = 1.0f / (float)n;
+        for (i = 0; i < n; i++)
+            x[i] = 1.0f / (float)n;
         return;
     }
     __m256 m = _mm256_set1_ps(mx), sv = _mm256_setzero_ps();
@@ -224,8 +234,10 @@ __attribute__((target("avx2,fma"))) static void softmax_avx2(float *x, int n) {
         sum += x[i];
     }
     __m256 inv = _mm256_set1_ps(1.0f / sum);
-    for (i = 0; i < n8; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
-    for (i = n8; i < n; i++) x[i] *= 1.0f / sum;
+    for (i = 0; i < n8; i += 8)
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), inv));
+    for (i = n8; i < n; i++)
+        x[i] *= 1.0f / sum;
 }
 
 /* gelu(x) = 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3). */
@@ -253,9 +265,11 @@ void op_softmax(float *x, int n) {
     }
 #endif
     float mx = -INFINITY;
-    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (int i = 0; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
     if (mx == -INFINITY) {
-        for (int i = 0; i < n; i++) x[i] = 1.0f / (float)n;
+        for (int i = 0; i < n; i++)
+            x[i] = 1.0f / (float)n;
         return;
     }
     double sum = 0;
@@ -263,7 +277,8 @@ void op_softmax(float *x, int n) {
         x[i] = expf(x[i] - mx);
         sum += x[i];
     }
-    for (int i = 0; i < n; i++) x[i] = (float)(x[i] / sum);
+    for (int i = 0; i < n; i++)
+        x[i] = (float)(x[i] / sum);
 }
 
 typedef struct {
@@ -309,13 +324,16 @@ static void norm_task(void *ctx, int i, int thread) {
         const float *x = j->x + (size_t)r * j->N;
         float *y = j->y + (size_t)r * j->N;
         double mean = 0, var = 0;
-        for (int k = 0; k < j->N; k++) mean += x[k];
+        for (int k = 0; k < j->N; k++)
+            mean += x[k];
         mean /= j->N;
-        for (int k = 0; k < j->N; k++) var += (x[k] - mean) * (x[k] - mean);
+        for (int k = 0; k < j->N; k++)
+            var += (x[k] - mean) * (x[k] - mean);
         var /= j->N;
         float inv = (float)(1.0 / sqrt(var + 1e-5));
         float mu = (float)mean;
-        for (int k = 0; k < j->N; k++) y[k] = (x[k] - mu) * inv * j->g[k] + j->b[k];
+        for (int k = 0; k < j->N; k++)
+            y[k] = (x[k] - mu) * inv * j->g[k] + j->b[k];
     }
 }
 
@@ -332,18 +350,19 @@ void op_attention(float *out, const float *q, const float *k, const float *v, in
     for (int i = 0; i < n_q; i++) {
         float *row = scores + (size_t)i * n_kv;
         if (causal_base >= 0)
-            for (int j = causal_base + i + 1; j < n_kv; j++) row[j] = -INFINITY;
+            for (int j = causal_base + i + 1; j < n_kv; j++)
+                row[j] = -INFINITY;
         op_softmax(row, n_kv);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_q, dh, n_kv, 1.0f, scores, n_kv, v,
-                ld, 0.0f, out, ld);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_q, dh, n_kv, 1.0f, scores, n_kv, v, ld,
+                0.0f, out, ld);
 }
 
 double encoder_flops(const WhisperHparams *hp) {
     double S = hp->n_audio_state, T = hp->n_audio_ctx, F = 2.0 * T;
     double conv = 2.0 * F * (3.0 * hp->n_mels) * S + 2.0 * T * (3.0 * S) * S;
-    double layer = 2.0 * T * S * S * 4   /* q, k, v, out */
-                   + 2.0 * T * T * S * 2 /* scores and weighted sum */
+    double layer = 2.0 * T * S * S * 4        /* q, k, v, out */
+                   + 2.0 * T * T * S * 2      /* scores and weighted sum */
                    + 2.0 * T * S * 4 * S * 2; /* mlp */
     return conv + layer * hp->n_audio_layer;
 }

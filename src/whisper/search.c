@@ -26,14 +26,16 @@ int search_suppress_list(const WhisperSpecials *sp, const int *non_speech, int n
                          int suppress_non_speech, int *out) {
     int n = 0;
     if (suppress_non_speech && non_speech) {
-        for (int i = 0; i < n_non_speech; i++) out[n++] = non_speech[i];
+        for (int i = 0; i < n_non_speech; i++)
+            out[n++] = non_speech[i];
     }
     /* Specials that must never be sampled. OpenAI adds all but notimestamps
      * here; notimestamps is removed by its timestamp rules instead, and we
      * drop it always because it is never a valid output. */
     const int specials[7] = {sp->translate, sp->transcribe, sp->sot,         sp->prev,
                              sp->solm,      sp->nosp,       sp->notimestamps};
-    for (int i = 0; i < 7; i++) out[n++] = specials[i];
+    for (int i = 0; i < 7; i++)
+        out[n++] = specials[i];
     qsort(out, (size_t)n, sizeof *out, cmp_int);
     int m = 0;
     for (int i = 0; i < n; i++) {
@@ -43,7 +45,8 @@ int search_suppress_list(const WhisperSpecials *sp, const int *non_speech, int n
 }
 
 static void fill_neg_inf(float *logits, int from, int to) {
-    for (int i = from < 0 ? 0 : from; i < to; i++) logits[i] = -INFINITY;
+    for (int i = from < 0 ? 0 : from; i < to; i++)
+        logits[i] = -INFINITY;
 }
 
 static void suppress_one(const LogitRules *r, float *logits, int id) {
@@ -53,8 +56,7 @@ static void suppress_one(const LogitRules *r, float *logits, int id) {
 /* OpenAI's ApplyTimestampRules: timestamps come in pairs (except right
  * before eot), never decrease, a window starts with one, and when the
  * timestamps together are more likely than any text token, one is forced. */
-static void timestamp_rules(const LogitRules *r, const int *tokens, int n_tokens,
-                            float *logits) {
+static void timestamp_rules(const LogitRules *r, const int *tokens, int n_tokens, float *logits) {
     const int tb = r->timestamp_begin, n = r->n_vocab;
     const int *sampled = tokens + r->sample_begin;
     int ns = n_tokens - r->sample_begin;
@@ -108,7 +110,8 @@ void logit_rules_apply(const LogitRules *r, const int *tokens, int n_tokens, flo
         suppress_one(r, logits, r->blank);
         suppress_one(r, logits, r->eot);
     }
-    for (int i = 0; i < r->n_suppress; i++) suppress_one(r, logits, r->suppress[i]);
+    for (int i = 0; i < r->n_suppress; i++)
+        suppress_one(r, logits, r->suppress[i]);
     suppress_one(r, logits, r->notimestamps);
     if (!r->without_timestamps && r->timestamp_begin >= 0 && r->timestamp_begin <= r->n_vocab)
         timestamp_rules(r, tokens, n_tokens, logits);
@@ -123,7 +126,8 @@ double search_logsumexp(const float *x, int n) {
     }
     if (max == -INFINITY) return -INFINITY;
     double sum = 0.0;
-    for (int i = 0; i < n; i++) sum += exp((double)x[i] - max);
+    for (int i = 0; i < n; i++)
+        sum += exp((double)x[i] - max);
     return max + log(sum);
 }
 
@@ -155,7 +159,8 @@ int search_pick(const float *logits, int n, float temperature, DiRng *rng) {
     double max = logits[best];
     if (!isfinite(max)) return best;
     double total = 0.0;
-    for (int i = 0; i < n; i++) total += exp(((double)logits[i] - max) / temperature);
+    for (int i = 0; i < n; i++)
+        total += exp(((double)logits[i] - max) / temperature);
     double u = di_rng_uniform(rng) * total;
     double cum = 0.0;
     int last_possible = best;
@@ -182,7 +187,8 @@ int search_greedy_step(const float *logits, int n_vocab, int last, int eot, floa
 
 void beam_free(BeamSearch *b) {
     if (!b) return;
-    for (int i = 0; i < b->n_finished; i++) free(b->finished[i].tokens);
+    for (int i = 0; i < b->n_finished; i++)
+        free(b->finished[i].tokens);
     free(b->finished);
     free(b->beams);
     free(b->sum_logprob);
@@ -227,9 +233,9 @@ int beam_init(BeamSearch *b, int beam_size, float patience, int eot, int n_vocab
     b->cand_order = malloc(nc * sizeof *b->cand_order);
     b->cand_score = malloc(nc * sizeof *b->cand_score);
     b->finished = calloc((size_t)b->finished_cap, sizeof *b->finished);
-    if (!b->beams || !b->next_beams || !b->sum_logprob || !b->next_sum || !b->rep ||
-        !b->top_tok || !b->top_lp || !b->cand_tok || !b->cand_src || !b->cand_order ||
-        !b->cand_score || !b->finished) {
+    if (!b->beams || !b->next_beams || !b->sum_logprob || !b->next_sum || !b->rep || !b->top_tok ||
+        !b->top_lp || !b->cand_tok || !b->cand_src || !b->cand_order || !b->cand_score ||
+        !b->finished) {
         beam_free(b);
         return DI_ENOMEM;
     }
@@ -299,8 +305,8 @@ static int gather_candidates(BeamSearch *b, const float *logprobs) {
         for (int t = 0; t < k; t++) {
             double score = b->sum_logprob[j] + (double)b->top_lp[t];
             int c = 0;
-            while (c < n && !(b->cand_tok[c] == b->top_tok[t] &&
-                              b->rep[b->cand_src[c]] == b->rep[j]))
+            while (c < n &&
+                   !(b->cand_tok[c] == b->top_tok[t] && b->rep[b->cand_src[c]] == b->rep[j]))
                 c++;
             if (c == n) {
                 b->cand_tok[n] = b->top_tok[t];
@@ -413,8 +419,8 @@ int search_compression_ratio(const char *text, size_t len, double *ratio) {
     return 0;
 }
 
-int search_needs_fallback(const SearchThresholds *t, double compression_ratio,
-                          double avg_logprob, double no_speech_prob) {
+int search_needs_fallback(const SearchThresholds *t, double compression_ratio, double avg_logprob,
+                          double no_speech_prob) {
     int fallback = compression_ratio > t->compression_ratio || avg_logprob < t->logprob;
     /* A silent window is unlikely text by nature; retrying cannot help. */
     if (no_speech_prob > t->no_speech && avg_logprob < t->logprob) fallback = 0;
@@ -475,9 +481,9 @@ static int space_at(const unsigned char *s, size_t len, size_t i) {
     if (i + 2 >= len) return 0;
     unsigned char c1 = s[i + 1], c2 = s[i + 2];
     if (c == 0xe1 && c1 == 0x9a && c2 == 0x80) return 3; /* U+1680 */
-    if (c == 0xe2 && c1 == 0x80 &&
-        (c2 <= 0x8a || c2 == 0xa8 || c2 == 0xa9 || c2 == 0xaf) && c2 >= 0x80)
-        return 3; /* U+2000..200A, 2028, 2029, 202F */
+    if (c == 0xe2 && c1 == 0x80 && (c2 <= 0x8a || c2 == 0xa8 || c2 == 0xa9 || c2 == 0xaf) &&
+        c2 >= 0x80)
+        return 3;                                        /* U+2000..200A, 2028, 2029, 202F */
     if (c == 0xe2 && c1 == 0x81 && c2 == 0x9f) return 3; /* U+205F */
     if (c == 0xe3 && c1 == 0x80 && c2 == 0x80) return 3; /* U+3000 */
     return 0;
@@ -487,7 +493,8 @@ void search_strip(const char *text, size_t len, size_t *begin, size_t *end) {
     const unsigned char *s = (const unsigned char *)text;
     size_t b = 0, e = len;
     int k;
-    while (b < e && (k = space_at(s, e, b)) > 0) b += (size_t)k;
+    while (b < e && (k = space_at(s, e, b)) > 0)
+        b += (size_t)k;
     for (;;) {
         int found = 0;
         /* A multi-byte space starts with a lead byte, so matching its exact

@@ -25,8 +25,8 @@ typedef struct {
     int eot;
     int timestamp_begin;
     int notimestamps;
-    int sample_begin;       /* number of initial (prompt + sot) tokens */
-    int without_timestamps; /* 1 disables the timestamp rules */
+    int sample_begin;                /* number of initial (prompt + sot) tokens */
+    int without_timestamps;          /* 1 disables the timestamp rules */
     int max_initial_timestamp_index; /* 50 for 1.0 s; < 0 means no limit */
     int suppress_blank;
     int blank;           /* encode(" ")[0] */
@@ -56,7 +56,6 @@ int search_argmax(const float *x, int n);
 /* softmax(x)[id]: the no-speech probability is this at the sot position. */
 double search_softmax_at(const float *x, int n, int id);
 
-
 /* Chooses the next token: the argmax at temperature 0, otherwise a draw
  * from softmax(logits / temperature). */
 int search_pick(const float *logits, int n, float temperature, DiRng *rng);
@@ -84,19 +83,19 @@ typedef struct {
     int max_candidates; /* round(beam_size * patience) */
     int eot;
     int n_vocab;
-    int cap; /* longest sequence stored */
-    int len; /* current length of every live beam */
+    int cap;             /* longest sequence stored */
+    int len;             /* current length of every live beam */
     int *beams;          /* [beam_size][cap] live sequences */
     double *sum_logprob; /* [beam_size] */
     SearchSeq *finished; /* in the order they were recorded */
     int n_finished;
     int finished_cap;
     /* Work space for one step. */
-    int *next_beams;    /* [beam_size][cap] */
-    double *next_sum;   /* [beam_size] */
-    int *rep;           /* [beam_size]: first beam with the same tokens */
-    int *top_tok;       /* [beam_size + 1] */
-    float *top_lp;      /* [beam_size + 1] */
+    int *next_beams;                       /* [beam_size][cap] */
+    double *next_sum;                      /* [beam_size] */
+    int *rep;                              /* [beam_size]: first beam with the same tokens */
+    int *top_tok;                          /* [beam_size + 1] */
+    float *top_lp;                         /* [beam_size + 1] */
     int *cand_tok, *cand_src, *cand_order; /* [beam_size * (beam_size + 1)] */
     double *cand_score;
 } BeamSearch;
@@ -134,8 +133,8 @@ typedef struct {
     double no_speech;         /* 0.6 */
 } SearchThresholds;
 /* Too repetitive or too unlikely, unless it looks like silence. */
-int search_needs_fallback(const SearchThresholds *t, double compression_ratio,
-                          double avg_logprob, double no_speech_prob);
+int search_needs_fallback(const SearchThresholds *t, double compression_ratio, double avg_logprob,
+                          double no_speech_prob);
 /* Silence: the window is skipped without a segment. */
 int search_should_skip(const SearchThresholds *t, double avg_logprob, double no_speech_prob);
 

@@ -29,38 +29,38 @@
 
 /* OpenAI's order: a language's index is its token's offset from sot + 1. */
 static const char *const LANG_CODES[] = {
-    "en", "zh", "de", "es", "ru", "ko", "fr", "ja", "pt", "tr",  "pl", "ca", "nl", "ar", "sv",
-    "it", "id", "hi", "fi", "vi", "he", "uk", "el", "ms", "cs",  "ro", "da", "hu", "ta", "no",
-    "th", "ur", "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk",  "te", "fa", "lv", "bn", "sr",
-    "az", "sl", "kn", "et", "mk", "br", "eu", "is", "hy", "ne",  "mn", "bs", "kk", "sq", "sw",
-    "gl", "mr", "pa", "si", "km", "sn", "yo", "so", "af", "oc",  "ka", "be", "tg", "sd", "gu",
-    "am", "yi", "lo", "uz", "fo", "ht", "ps", "tk", "nn", "mt",  "sa", "lb", "my", "bo", "tl",
+    "en", "zh", "de", "es",  "ru", "ko", "fr", "ja", "pt", "tr", "pl", "ca", "nl", "ar", "sv",
+    "it", "id", "hi", "fi",  "vi", "he", "uk", "el", "ms", "cs", "ro", "da", "hu", "ta", "no",
+    "th", "ur", "hr", "bg",  "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr",
+    "az", "sl", "kn", "et",  "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw",
+    "gl", "mr", "pa", "si",  "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu",
+    "am", "yi", "lo", "uz",  "fo", "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl",
     "mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su", "yue"};
 
 static const char *const LANG_NAMES[] = {
-    "english",    "chinese",   "german",        "spanish",    "russian",    "korean",
-    "french",     "japanese",  "portuguese",    "turkish",    "polish",     "catalan",
-    "dutch",      "arabic",    "swedish",       "italian",    "indonesian", "hindi",
-    "finnish",    "vietnamese", "hebrew",       "ukrainian",  "greek",      "malay",
-    "czech",      "romanian",  "danish",        "hungarian",  "tamil",      "norwegian",
-    "thai",       "urdu",      "croatian",      "bulgarian",  "lithuanian", "latin",
-    "maori",      "malayalam", "welsh",         "slovak",     "telugu",     "persian",
-    "latvian",    "bengali",   "serbian",       "azerbaijani", "slovenian", "kannada",
-    "estonian",   "macedonian", "breton",       "basque",     "icelandic",  "armenian",
-    "nepali",     "mongolian", "bosnian",       "kazakh",     "albanian",   "swahili",
-    "galician",   "marathi",   "punjabi",       "sinhala",    "khmer",      "shona",
-    "yoruba",     "somali",    "afrikaans",     "occitan",    "georgian",   "belarusian",
-    "tajik",      "sindhi",    "gujarati",      "amharic",    "yiddish",    "lao",
-    "uzbek",      "faroese",   "haitian creole", "pashto",    "turkmen",    "nynorsk",
-    "maltese",    "sanskrit",  "luxembourgish", "myanmar",    "tibetan",    "tagalog",
-    "malagasy",   "assamese",  "tatar",         "hawaiian",   "lingala",    "hausa",
-    "bashkir",    "javanese",  "sundanese",     "cantonese"};
+    "english",  "chinese",    "german",         "spanish",     "russian",    "korean",
+    "french",   "japanese",   "portuguese",     "turkish",     "polish",     "catalan",
+    "dutch",    "arabic",     "swedish",        "italian",     "indonesian", "hindi",
+    "finnish",  "vietnamese", "hebrew",         "ukrainian",   "greek",      "malay",
+    "czech",    "romanian",   "danish",         "hungarian",   "tamil",      "norwegian",
+    "thai",     "urdu",       "croatian",       "bulgarian",   "lithuanian", "latin",
+    "maori",    "malayalam",  "welsh",          "slovak",      "telugu",     "persian",
+    "latvian",  "bengali",    "serbian",        "azerbaijani", "slovenian",  "kannada",
+    "estonian", "macedonian", "breton",         "basque",      "icelandic",  "armenian",
+    "nepali",   "mongolian",  "bosnian",        "kazakh",      "albanian",   "swahili",
+    "galician", "marathi",    "punjabi",        "sinhala",     "khmer",      "shona",
+    "yoruba",   "somali",     "afrikaans",      "occitan",     "georgian",   "belarusian",
+    "tajik",    "sindhi",     "gujarati",       "amharic",     "yiddish",    "lao",
+    "uzbek",    "faroese",    "haitian creole", "pashto",      "turkmen",    "nynorsk",
+    "maltese",  "sanskrit",   "luxembourgish",  "myanmar",     "tibetan",    "tagalog",
+    "malagasy", "assamese",   "tatar",          "hawaiian",    "lingala",    "hausa",
+    "bashkir",  "javanese",   "sundanese",      "cantonese"};
 
 /* Other names OpenAI accepts for the same languages. */
 static const char *const LANG_ALIASES[][2] = {
-    {"burmese", "my"},      {"valencian", "ca"}, {"flemish", "nl"},   {"haitian", "ht"},
-    {"letzeburgesch", "lb"}, {"pushto", "ps"},   {"panjabi", "pa"},   {"moldavian", "ro"},
-    {"moldovan", "ro"},     {"sinhalese", "si"}, {"castilian", "es"}, {"mandarin", "zh"}};
+    {"burmese", "my"},       {"valencian", "ca"}, {"flemish", "nl"},   {"haitian", "ht"},
+    {"letzeburgesch", "lb"}, {"pushto", "ps"},    {"panjabi", "pa"},   {"moldavian", "ro"},
+    {"moldovan", "ro"},      {"sinhalese", "si"}, {"castilian", "es"}, {"mandarin", "zh"}};
 
 #define N_LANGS ((int)(sizeof LANG_CODES / sizeof *LANG_CODES))
 
@@ -103,78 +103,79 @@ typedef struct {
 } Range;
 
 static const Range NUMBER_RANGES[] = {
-    {0xB2, 0xB3},       {0xB9, 0xB9},       {0xBC, 0xBE},       {0x660, 0x669},
-    {0x6F0, 0x6F9},     {0x7C0, 0x7C9},     {0x966, 0x96F},     {0x9E6, 0x9EF},
-    {0x9F4, 0x9F9},     {0xA66, 0xA6F},     {0xAE6, 0xAEF},     {0xB66, 0xB6F},
-    {0xB72, 0xB77},     {0xBE6, 0xBF2},     {0xC66, 0xC6F},     {0xC78, 0xC7E},
-    {0xCE6, 0xCEF},     {0xD58, 0xD5E},     {0xD66, 0xD78},     {0xDE6, 0xDEF},
-    {0xE50, 0xE59},     {0xED0, 0xED9},     {0xF20, 0xF33},     {0x1040, 0x1049},
-    {0x1090, 0x1099},   {0x1369, 0x137C},   {0x16EE, 0x16F0},   {0x17E0, 0x17E9},
-    {0x17F0, 0x17F9},   {0x1810, 0x1819},   {0x1946, 0x194F},   {0x19D0, 0x19DA},
-    {0x1B50, 0x1B59},   {0x2070, 0x2070},   {0x2074, 0x2079},   {0x2080, 0x2089},
-    {0x2150, 0x2182},   {0x2185, 0x2189},   {0x2460, 0x249B},   {0x24EA, 0x24FF},
-    {0x2776, 0x2793},   {0x2CFD, 0x2CFD},   {0x3007, 0x3007},   {0x3021, 0x3029},
-    {0x3038, 0x303A},   {0x3192, 0x3195},   {0x3220, 0x3229},   {0x3248, 0x324F},
-    {0x3251, 0x325F},   {0x3280, 0x3289},   {0x32B1, 0x32BF},   {0xA620, 0xA629},
-    {0xFF10, 0xFF19},   {0x1D7CE, 0x1D7FF}, {0x1F100, 0x1F10C}, {0x1FBF0, 0x1FBF9},
+    {0xB2, 0xB3},       {0xB9, 0xB9},     {0xBC, 0xBE},     {0x660, 0x669},     {0x6F0, 0x6F9},
+    {0x7C0, 0x7C9},     {0x966, 0x96F},   {0x9E6, 0x9EF},   {0x9F4, 0x9F9},     {0xA66, 0xA6F},
+    {0xAE6, 0xAEF},     {0xB66, 0xB6F},   {0xB72, 0xB77},   {0xBE6, 0xBF2},     {0xC66, 0xC6F},
+    {0xC78, 0xC7E},     {0xCE6, 0xCEF},   {0xD58, 0xD5E},   {0xD66, 0xD78},     {0xDE6, 0xDEF},
+    {0xE50, 0xE59},     {0xED0, 0xED9},   {0xF20, 0xF33},   {0x1040, 0x1049},   {0x1090, 0x1099},
+    {0x1369, 0x137C},   {0x16EE, 0x16F0}, {0x17E0, 0x17E9}, {0x17F0, 0x17F9},   {0x1810, 0x1819},
+    {0x1946, 0x194F},   {0x19D0, 0x19DA}, {0x1B50, 0x1B59}, {0x2070, 0x2070},   {0x2074, 0x2079},
+    {0x2080, 0x2089},   {0x2150, 0x2182}, {0x2185, 0x2189}, {0x2460, 0x249B},   {0x24EA, 0x24FF},
+    {0x2776, 0x2793},   {0x2CFD, 0x2CFD}, {0x3007, 0x3007}, {0x3021, 0x3029},   {0x3038, 0x303A},
+    {0x3192, 0x3195},   {0x3220, 0x3229}, {0x3248, 0x324F}, {0x3251, 0x325F},   {0x3280, 0x3289},
+    {0x32B1, 0x32BF},   {0xA620, 0xA629}, {0xFF10, 0xFF19}, {0x1D7CE, 0x1D7FF}, {0x1F100, 0x1F10C},
+    {0x1FBF0, 0x1FBF9},
 };
 
 static const Range OTHER_RANGES[] = {
-    {0x80, 0xA9},       {0xAB, 0xB4},       {0xB6, 0xB8},       {0xBB, 0xBB},
-    {0xBF, 0xBF},       {0xD7, 0xD7},       {0xF7, 0xF7},       {0x2C2, 0x2C5},
-    {0x2D2, 0x2DF},     {0x2E5, 0x2EB},     {0x2ED, 0x2ED},     {0x2EF, 0x36F},
-    {0x375, 0x375},     {0x37E, 0x37E},     {0x384, 0x385},     {0x387, 0x387},
-    {0x3F6, 0x3F6},     {0x482, 0x489},     {0x55A, 0x55F},     {0x589, 0x58A},
-    {0x58D, 0x58F},     {0x591, 0x5C7},     {0x5F3, 0x5F4},     {0x600, 0x61F},
-    {0x64B, 0x65F},     {0x66A, 0x66D},     {0x670, 0x670},     {0x6D4, 0x6D4},
-    {0x6D6, 0x6E4},     {0x6E7, 0x6ED},     {0x6FD, 0x6FE},     {0x94E, 0x94F},
-    {0x9F2, 0x9F3},     {0x9FA, 0x9FB},     {0xA70, 0xA71},     {0xA75, 0xA76},
-    {0xAF0, 0xAF1},     {0xAFA, 0xAFF},     {0xBF3, 0xBFA},     {0xD81, 0xD83},
-    {0xDCA, 0xDDF},     {0xDF2, 0xDF4},     {0xE31, 0xE31},     {0xE34, 0xE3A},
-    {0xE3F, 0xE3F},     {0xE47, 0xE4F},     {0xE5A, 0xE5B},     {0xEB1, 0xEB1},
-    {0xEB4, 0xEBC},     {0xEC8, 0xECE},     {0xF01, 0xF1F},     {0xF34, 0xF3F},
-    {0xF71, 0xF87},     {0xF8D, 0xFFF},     {0x102B, 0x103E},   {0x104A, 0x104F},
-    {0x1056, 0x1059},   {0x105E, 0x1060},   {0x1062, 0x1064},   {0x1067, 0x106D},
-    {0x1071, 0x1074},   {0x1082, 0x108D},   {0x108F, 0x108F},   {0x109A, 0x109F},
-    {0x10FB, 0x10FB},   {0x135D, 0x1368},   {0x1390, 0x1399},   {0x17B4, 0x17D6},   {0x17D8, 0x17DB},
-    {0x17DD, 0x17DD},   {0x1800, 0x180F},   {0x1AB0, 0x1AFF},   {0x1DC0, 0x1DFF},
-    {0x1FBD, 0x1FBD},   {0x1FBF, 0x1FC1},   {0x1FCD, 0x1FCF},   {0x1FDD, 0x1FDF},
-    {0x1FED, 0x1FEF},   {0x1FFD, 0x1FFE},   {0x2000, 0x206F},   {0x207A, 0x207E},
-    {0x208A, 0x208E},   {0x20A0, 0x20FF},   {0x2100, 0x2101},   {0x2103, 0x2106},
-    {0x2108, 0x2109},   {0x2114, 0x2114},   {0x2116, 0x2118},   {0x211E, 0x2123},
-    {0x2125, 0x2125},   {0x2127, 0x2127},   {0x2129, 0x2129},   {0x212E, 0x212E},
-    {0x213A, 0x213B},   {0x2140, 0x2144},   {0x214A, 0x214D},   {0x214F, 0x214F},
-    {0x218A, 0x218B},   {0x2190, 0x245F},   {0x249C, 0x24E9},   {0x2500, 0x2775},
-    {0x2794, 0x2BFF},   {0x2CE5, 0x2CEA},   {0x2CEF, 0x2CF1},   {0x2CF9, 0x2CFC},
-    {0x2CFE, 0x2CFF},   {0x2E00, 0x2FFF},   {0x3001, 0x3004},   {0x3008, 0x3020},
-    {0x302A, 0x3030},   {0x3036, 0x3037},   {0x303D, 0x303F},   {0x3099, 0x309C},
-    {0x30A0, 0x30A0},   {0x30FB, 0x30FB},   {0x3190, 0x3191},   {0x3196, 0x319F},
-    {0x31C0, 0x31E3},   {0x3200, 0x321E},   {0x322A, 0x3247},   {0x3250, 0x3250},
-    {0x3260, 0x327F},   {0x328A, 0x32B0},   {0x32C0, 0x33FF},   {0x4DC0, 0x4DFF},
-    {0xA490, 0xA4C6},   {0xA4FE, 0xA4FF},   {0xA60D, 0xA60F},   {0xA700, 0xA716},
-    {0xA720, 0xA721},   {0xA789, 0xA78A},   {0xD800, 0xF8FF},   {0xFB29, 0xFB29},
-    {0xFD3E, 0xFD3F},   {0xFDFC, 0xFDFD},   {0xFE00, 0xFE6F},   {0xFEFF, 0xFEFF},
-    {0xFF01, 0xFF0F},   {0xFF1A, 0xFF20},   {0xFF3B, 0xFF40},   {0xFF5B, 0xFF65},
-    {0xFFE0, 0xFFEE},   {0xFFF9, 0xFFFF},   {0x1D000, 0x1D24F}, {0x1D300, 0x1D35F},
-    {0x1F000, 0x1F0FF}, {0x1F10D, 0x1FAFF}, {0x1FB00, 0x1FBEF}, {0xE0000, 0xE0FFF},
-    {0xF0000, 0x10FFFF},
+    {0x80, 0xA9},       {0xAB, 0xB4},        {0xB6, 0xB8},       {0xBB, 0xBB},
+    {0xBF, 0xBF},       {0xD7, 0xD7},        {0xF7, 0xF7},       {0x2C2, 0x2C5},
+    {0x2D2, 0x2DF},     {0x2E5, 0x2EB},      {0x2ED, 0x2ED},     {0x2EF, 0x36F},
+    {0x375, 0x375},     {0x37E, 0x37E},      {0x384, 0x385},     {0x387, 0x387},
+    {0x3F6, 0x3F6},     {0x482, 0x489},      {0x55A, 0x55F},     {0x589, 0x58A},
+    {0x58D, 0x58F},     {0x591, 0x5C7},      {0x5F3, 0x5F4},     {0x600, 0x61F},
+    {0x64B, 0x65F},     {0x66A, 0x66D},      {0x670, 0x670},     {0x6D4, 0x6D4},
+    {0x6D6, 0x6E4},     {0x6E7, 0x6ED},      {0x6FD, 0x6FE},     {0x94E, 0x94F},
+    {0x9F2, 0x9F3},     {0x9FA, 0x9FB},      {0xA70, 0xA71},     {0xA75, 0xA76},
+    {0xAF0, 0xAF1},     {0xAFA, 0xAFF},      {0xBF3, 0xBFA},     {0xD81, 0xD83},
+    {0xDCA, 0xDDF},     {0xDF2, 0xDF4},      {0xE31, 0xE31},     {0xE34, 0xE3A},
+    {0xE3F, 0xE3F},     {0xE47, 0xE4F},      {0xE5A, 0xE5B},     {0xEB1, 0xEB1},
+    {0xEB4, 0xEBC},     {0xEC8, 0xECE},      {0xF01, 0xF1F},     {0xF34, 0xF3F},
+    {0xF71, 0xF87},     {0xF8D, 0xFFF},      {0x102B, 0x103E},   {0x104A, 0x104F},
+    {0x1056, 0x1059},   {0x105E, 0x1060},    {0x1062, 0x1064},   {0x1067, 0x106D},
+    {0x1071, 0x1074},   {0x1082, 0x108D},    {0x108F, 0x108F},   {0x109A, 0x109F},
+    {0x10FB, 0x10FB},   {0x135D, 0x1368},    {0x1390, 0x1399},   {0x17B4, 0x17D6},
+    {0x17D8, 0x17DB},   {0x17DD, 0x17DD},    {0x1800, 0x180F},   {0x1AB0, 0x1AFF},
+    {0x1DC0, 0x1DFF},   {0x1FBD, 0x1FBD},    {0x1FBF, 0x1FC1},   {0x1FCD, 0x1FCF},
+    {0x1FDD, 0x1FDF},   {0x1FED, 0x1FEF},    {0x1FFD, 0x1FFE},   {0x2000, 0x206F},
+    {0x207A, 0x207E},   {0x208A, 0x208E},    {0x20A0, 0x20FF},   {0x2100, 0x2101},
+    {0x2103, 0x2106},   {0x2108, 0x2109},    {0x2114, 0x2114},   {0x2116, 0x2118},
+    {0x211E, 0x2123},   {0x2125, 0x2125},    {0x2127, 0x2127},   {0x2129, 0x2129},
+    {0x212E, 0x212E},   {0x213A, 0x213B},    {0x2140, 0x2144},   {0x214A, 0x214D},
+    {0x214F, 0x214F},   {0x218A, 0x218B},    {0x2190, 0x245F},   {0x249C, 0x24E9},
+    {0x2500, 0x2775},   {0x2794, 0x2BFF},    {0x2CE5, 0x2CEA},   {0x2CEF, 0x2CF1},
+    {0x2CF9, 0x2CFC},   {0x2CFE, 0x2CFF},    {0x2E00, 0x2FFF},   {0x3001, 0x3004},
+    {0x3008, 0x3020},   {0x302A, 0x3030},    {0x3036, 0x3037},   {0x303D, 0x303F},
+    {0x3099, 0x309C},   {0x30A0, 0x30A0},    {0x30FB, 0x30FB},   {0x3190, 0x3191},
+    {0x3196, 0x319F},   {0x31C0, 0x31E3},    {0x3200, 0x321E},   {0x322A, 0x3247},
+    {0x3250, 0x3250},   {0x3260, 0x327F},    {0x328A, 0x32B0},   {0x32C0, 0x33FF},
+    {0x4DC0, 0x4DFF},   {0xA490, 0xA4C6},    {0xA4FE, 0xA4FF},   {0xA60D, 0xA60F},
+    {0xA700, 0xA716},   {0xA720, 0xA721},    {0xA789, 0xA78A},   {0xD800, 0xF8FF},
+    {0xFB29, 0xFB29},   {0xFD3E, 0xFD3F},    {0xFDFC, 0xFDFD},   {0xFE00, 0xFE6F},
+    {0xFEFF, 0xFEFF},   {0xFF01, 0xFF0F},    {0xFF1A, 0xFF20},   {0xFF3B, 0xFF40},
+    {0xFF5B, 0xFF65},   {0xFFE0, 0xFFEE},    {0xFFF9, 0xFFFF},   {0x1D000, 0x1D24F},
+    {0x1D300, 0x1D35F}, {0x1F000, 0x1F0FF},  {0x1F10D, 0x1FAFF}, {0x1FB00, 0x1FBEF},
+    {0xE0000, 0xE0FFF}, {0xF0000, 0x10FFFF},
 };
 
 static int in_ranges(uint32_t cp, const Range *r, int n) {
     int lo = 0, hi = n - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (cp < r[mid].lo) hi = mid - 1;
-        else if (cp > r[mid].hi) lo = mid + 1;
-        else return 1;
+        if (cp < r[mid].lo)
+            hi = mid - 1;
+        else if (cp > r[mid].hi)
+            lo = mid + 1;
+        else
+            return 1;
     }
     return 0;
 }
 
 static int is_white_space(uint32_t cp) {
-    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 ||
-           cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-           cp == 0x202F || cp == 0x205F || cp == 0x3000;
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000;
 }
 
 /* The Indic blocks from Devanagari to Malayalam share one layout: their
@@ -217,7 +218,8 @@ static int utf8_seq(const uint8_t *s, size_t n, int *bad) {
     uint8_t lo = 0x80, hi = 0xBF;
     *bad = 1;
     if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) need = 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        need = 1;
     else if (c >= 0xE0 && c <= 0xEF) {
         need = 2;
         if (c == 0xE0) lo = 0xA0;
@@ -250,7 +252,8 @@ static int next_cp(const uint8_t *s, size_t n, size_t i, uint32_t *cp) {
     }
     static const uint8_t lead_mask[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
     uint32_t v = s[i] & lead_mask[len];
-    for (int k = 1; k < len; k++) v = (v << 6) | (s[i + k] & 0x3F);
+    for (int k = 1; k < len; k++)
+        v = (v << 6) | (s[i + k] & 0x3F);
     *cp = v;
     return len;
 }
@@ -307,7 +310,8 @@ static size_t piece_end(const uint8_t *s, size_t n, size_t i) {
 
 static uint32_t hash_bytes(const char *s, int len) {
     uint32_t h = 2166136261u; /* FNV-1a */
-    for (int i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+    for (int i = 0; i < len; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
     return h;
 }
 
@@ -324,16 +328,19 @@ int tokenizer_lookup(const Tokenizer *t, const char *bytes, int len) {
 
 static int build_hash(Tokenizer *t, int n_ordinary) {
     int n = 64;
-    while (n < 2 * n_ordinary) n *= 2;
+    while (n < 2 * n_ordinary)
+        n *= 2;
     t->hash = malloc((size_t)n * sizeof *t->hash);
     if (!t->hash) return DI_ENOMEM;
     t->n_hash = n;
-    for (int i = 0; i < n; i++) t->hash[i] = -1;
+    for (int i = 0; i < n; i++)
+        t->hash[i] = -1;
     for (int id = 0; id < n_ordinary; id++) {
         if (t->lens[id] <= 0 || tokenizer_lookup(t, t->bytes[id], t->lens[id]) >= 0)
             continue; /* a duplicate keeps its lowest id, the one BPE would pick */
         uint32_t h = hash_bytes(t->bytes[id], t->lens[id]) & (uint32_t)(n - 1);
-        while (t->hash[h] >= 0) h = (h + 1) & (uint32_t)(n - 1);
+        while (t->hash[h] >= 0)
+            h = (h + 1) & (uint32_t)(n - 1);
         t->hash[h] = id;
     }
     return 0;
@@ -382,8 +389,10 @@ static int bpe_piece(const Tokenizer *t, const char *p, int n, IntVec *out) {
         goto done;
     }
     int np = n; /* parts; part i is bytes [start[i], start[i+1]) */
-    for (int i = 0; i <= n; i++) start[i] = i;
-    for (int i = 0; i + 1 < np; i++) rank[i] = pair_rank(t, p, start, i);
+    for (int i = 0; i <= n; i++)
+        start[i] = i;
+    for (int i = 0; i + 1 < np; i++)
+        rank[i] = pair_rank(t, p, start, i);
     for (;;) {
         int best = 0;
         for (int i = 1; i + 1 < np; i++)
@@ -534,10 +543,10 @@ static int cmp_int(const void *a, const void *b) {
  * first token. */
 static int build_non_speech(Tokenizer *t) {
     static const char *const symbols[] = {
-        "\"", "#",  "(",   ")",   "*",  "+",   "/",  ":",  ";",   "<",   "=",   ">",
-        "@",  "[",  "\\",  "]",   "^",  "_",   "`",  "{",  "|",   "}",   "~",   "「",
-        "」", "『", "』",  "<<",  ">>", "<<<", ">>>", "--", "---", "-(",  "-[",  "('",
-        "(\"", "((", "))", "(((", ")))", "[[",  "]]", "{{", "}}",  "♪♪", "♪♪♪"};
+        "\"",  "#",  "(",  ")",   "*",   "+",   "/",   ":",  ";",   "<",  "=",  ">",
+        "@",   "[",  "\\", "]",   "^",   "_",   "`",   "{",  "|",   "}",  "~",  "「",
+        "」",  "『", "』", "<<",  ">>",  "<<<", ">>>", "--", "---", "-(", "-[", "('",
+        "(\"", "((", "))", "(((", ")))", "[[",  "]]",  "{{", "}}",  "♪♪", "♪♪♪"};
     static const char *const musical[] = {"♩", "♪", "♫", "♬", "♭", "♮", "♯"};
     const int n_sym = (int)(sizeof symbols / sizeof *symbols);
     const int n_mus = (int)(sizeof musical / sizeof *musical);
@@ -579,7 +588,8 @@ static int build_non_speech(Tokenizer *t) {
 void tokenizer_free(Tokenizer *t) {
     if (!t) return;
     if (t->bytes)
-        for (int i = 0; i < t->n_vocab; i++) free(t->bytes[i]);
+        for (int i = 0; i < t->n_vocab; i++)
+            free(t->bytes[i]);
     free(t->bytes);
     free(t->lens);
     free(t->hash);
@@ -596,14 +606,14 @@ int tokenizer_init(Tokenizer *t, int n_vocab, int count, const uint8_t *const *e
                        "vocabulary of %d tokens: Whisper needs 51864 (English-only) or more",
                        n_vocab);
     if (count < 0 || count > n_vocab)
-        return di_fail(msg, cap, DI_EFORMAT, "vocabulary block has %d entries for %d tokens",
-                       count, n_vocab);
+        return di_fail(msg, cap, DI_EFORMAT, "vocabulary block has %d entries for %d tokens", count,
+                       n_vocab);
     if (count > 0 && (!entries || !lens))
         return di_fail(msg, cap, DI_EINVAL, "tokenizer_init: missing vocabulary entries");
     for (int i = 0; i < count; i++) {
         if (lens[i] > TOKEN_MAX_BYTES)
-            return di_fail(msg, cap, DI_EFORMAT, "vocabulary entry %d is %u bytes long (max %d)",
-                           i, lens[i], TOKEN_MAX_BYTES);
+            return di_fail(msg, cap, DI_EFORMAT, "vocabulary entry %d is %u bytes long (max %d)", i,
+                           lens[i], TOKEN_MAX_BYTES);
         if (lens[i] > 0 && !entries[i])
             return di_fail(msg, cap, DI_EINVAL, "vocabulary entry %d has no bytes", i);
     }
@@ -708,7 +718,8 @@ int whisper_tokenize(const WhisperModel *model, const char *text, int **ids, int
     case 0:
         return 0;
     case DI_EUNSUPPORTED:
-        return di_fail(msg, cap, err, "the model's vocabulary cannot encode every byte of the text");
+        return di_fail(msg, cap, err,
+                       "the model's vocabulary cannot encode every byte of the text");
     case DI_ENOMEM:
         return di_fail(msg, cap, err, "out of memory while tokenizing");
     default:

@@ -98,14 +98,13 @@ static int check_params(const WhisperParams *p, char *msg, size_t cap) {
 }
 
 /* The language index to decode in, or -1 to detect it. */
-static int resolve_language(const WhisperModel *model, const WhisperParams *p, int *lang,
-                            char *msg, size_t cap) {
+static int resolve_language(const WhisperModel *model, const WhisperParams *p, int *lang, char *msg,
+                            size_t cap) {
     const char *code = p->language;
     int automatic = !code || !code[0] || !strcmp(code, "auto");
     if (!model->multilingual) {
         if (p->translate)
-            return di_fail(msg, cap, DI_EINVAL,
-                           "this model is English-only and cannot translate");
+            return di_fail(msg, cap, DI_EINVAL, "this model is English-only and cannot translate");
         if (!automatic && strcmp(code, "en") != 0)
             return di_fail(msg, cap, DI_EINVAL,
                            "this model is English-only; language \"%s\" is not available", code);
@@ -189,12 +188,12 @@ typedef struct {
     int n_vocab, n_text_ctx, sample_len;
     int *suppress;
     int n_suppress;
-    int seq_cap;    /* longest sequence: n_text_ctx + 1 */
-    float *logits;  /* [n_group_max][n_vocab] */
-    int *seqs;      /* [n_group_max][seq_cap], greedy and sampling */
-    double *sums;   /* [n_group_max] */
-    int *next;      /* [n_group_max] */
-    int *src;       /* [n_group_max] */
+    int seq_cap;   /* longest sequence: n_text_ctx + 1 */
+    float *logits; /* [n_group_max][n_vocab] */
+    int *seqs;     /* [n_group_max][seq_cap], greedy and sampling */
+    double *sums;  /* [n_group_max] */
+    int *next;     /* [n_group_max] */
+    int *src;      /* [n_group_max] */
     DiRng rng;
     char *msg;
     size_t msg_cap;
@@ -261,8 +260,7 @@ static LogitRules window_rules(const Decoder *d, int sample_begin) {
 static int prime(Decoder *d, const int *initial, int n_init, int sot_index, int n_group,
                  double *no_speech_prob) {
     const int nv = d->n_vocab;
-    int err = decoder_forward(d->st, 1, initial, sot_index + 1, 0, d->logits, d->msg,
-                              d->msg_cap);
+    int err = decoder_forward(d->st, 1, initial, sot_index + 1, 0, d->logits, d->msg, d->msg_cap);
     if (err) return err;
     *no_speech_prob = search_softmax_at(d->logits, nv, d->sp->nosp);
     if (sot_index + 1 < n_init) {
@@ -282,7 +280,8 @@ static int prime(Decoder *d, const int *initial, int n_init, int sot_index, int 
 /* Length of the sampled part of seq: from sample_begin up to the first eot. */
 static int sampled_length(const int *seq, int len, int sample_begin, int eot) {
     int end = sample_begin;
-    while (end < len && seq[end] != eot) end++;
+    while (end < len && seq[end] != eot)
+        end++;
     return end - sample_begin;
 }
 
@@ -304,15 +303,15 @@ static int run_sampling(Decoder *d, const LogitRules *r, const int *initial, int
             int *seq = d->seqs + (size_t)g * sc;
             float *row = d->logits + (size_t)g * nv;
             logit_rules_apply(r, seq, len, row);
-            d->next[g] = search_greedy_step(row, nv, seq[len - 1], eot, temperature, &d->rng,
-                                            &d->sums[g]);
+            d->next[g] =
+                search_greedy_step(row, nv, seq[len - 1], eot, temperature, &d->rng, &d->sums[g]);
             seq[len] = d->next[g];
             all_ended &= d->next[g] == eot;
         }
         len++;
         if (all_ended || len > d->n_text_ctx || i + 1 == d->sample_len) break;
-        int err = decoder_forward(d->st, n_group, d->next, 1, len - 1, d->logits, d->msg,
-                                  d->msg_cap);
+        int err =
+            decoder_forward(d->st, n_group, d->next, 1, len - 1, d->logits, d->msg, d->msg_cap);
         if (err) return err;
     }
 
@@ -328,8 +327,8 @@ static int run_sampling(Decoder *d, const LogitRules *r, const int *initial, int
 
 /* Beam search at temperature 0. Copies the best candidate's sampled tokens
  * into *out (caller frees). */
-static int run_beam(Decoder *d, const LogitRules *r, const int *initial, int n_init,
-                    int beam_size, int **out, int *out_len, double *out_sum) {
+static int run_beam(Decoder *d, const LogitRules *r, const int *initial, int n_init, int beam_size,
+                    int **out, int *out_len, double *out_sum) {
     const int nv = d->n_vocab, eot = d->sp->eot;
     BeamSearch b;
     int err = beam_init(&b, beam_size, d->p->patience, eot, nv, initial, n_init, d->seq_cap);
@@ -347,12 +346,13 @@ static int run_beam(Decoder *d, const LogitRules *r, const int *initial, int n_i
         }
         if (done || b.len > d->n_text_ctx || i + 1 == d->sample_len) break;
         int moved = 0;
-        for (int j = 0; j < beam_size; j++) moved |= d->src[j] != j;
+        for (int j = 0; j < beam_size; j++)
+            moved |= d->src[j] != j;
         /* The new beams grew from these sources; their caches hold every
          * position fed so far (all but the token just appended). */
         if (moved) decoder_reorder(d->st, beam_size, d->src, b.len - 1);
-        err = decoder_forward(d->st, beam_size, d->next, 1, b.len - 1, d->logits, d->msg,
-                              d->msg_cap);
+        err =
+            decoder_forward(d->st, beam_size, d->next, 1, b.len - 1, d->logits, d->msg, d->msg_cap);
         if (err) goto out;
     }
     err = beam_finalize(&b);
@@ -414,11 +414,10 @@ static int decode_window(Decoder *d, const int *initial, int n_init, int sot_ind
         if (err) return err;
     } else {
         const int *best;
-        err = run_sampling(d, &rules, initial, n_init, n_group, temperature, &best,
-                           &res->n_tokens, &sum);
+        err = run_sampling(d, &rules, initial, n_init, n_group, temperature, &best, &res->n_tokens,
+                           &sum);
         if (err) return err;
-        res->tokens = malloc((size_t)(res->n_tokens > 0 ? res->n_tokens : 1) *
-                             sizeof *res->tokens);
+        res->tokens = malloc((size_t)(res->n_tokens > 0 ? res->n_tokens : 1) * sizeof *res->tokens);
         if (!res->tokens) return di_fail(d->msg, d->msg_cap, DI_ENOMEM, "out of memory");
         memcpy(res->tokens, best, (size_t)res->n_tokens * sizeof *best);
     }
@@ -449,7 +448,8 @@ typedef struct {
 static int push_tokens(Transcript *t, const int *tokens, int n) {
     if (t->n_all + n > t->cap_all) {
         int cap = t->cap_all ? t->cap_all : 256;
-        while (cap < t->n_all + n) cap *= 2;
+        while (cap < t->n_all + n)
+            cap *= 2;
         int *grown = realloc(t->all, (size_t)cap * sizeof *grown);
         if (!grown) return DI_ENOMEM;
         t->all = grown;
@@ -482,8 +482,8 @@ static int is_blank(const char *text) {
 
 /* Cuts a window's tokens into segments (OpenAI's rules) and appends them.
  * Returns how many frames seek advances through *advance. */
-static int add_segments(Transcript *t, const WhisperModel *model, const WindowResult *res,
-                        int seek, int segment_size, int *advance) {
+static int add_segments(Transcript *t, const WhisperModel *model, const WindowResult *res, int seek,
+                        int segment_size, int *advance) {
     const int tb = model->tok.sp.timestamp_begin;
     SearchSpan *spans = malloc((size_t)(res->n_tokens + 1) * sizeof *spans);
     if (!spans) return DI_ENOMEM;
@@ -602,8 +602,8 @@ static int transcribe_windows(Decoder *d, const float *mel, int n_frames, const 
     WindowResult res;
     memset(&res, 0, sizeof res);
     while (seek < content_frames && !err) {
-        int size = content_frames - seek < WHISPER_N_FRAMES ? content_frames - seek
-                                                             : WHISPER_N_FRAMES;
+        int size =
+            content_frames - seek < WHISPER_N_FRAMES ? content_frames - seek : WHISPER_N_FRAMES;
         /* The window reads 3000 frames from seek; past the audio they are
          * the log-mel of the 30 s of silence appended to it. That is what
          * the model saw in training for short audio (OpenAI pads the audio,
@@ -632,8 +632,7 @@ static int transcribe_windows(Decoder *d, const float *mel, int n_frames, const 
         seek += advance > 0 ? advance : size;
         if (p->progress) {
             int done = seek < content_frames ? seek : content_frames;
-            p->progress(p->progress_ud, done * (double)WHISPER_HOP / WHISPER_SAMPLE_RATE,
-                        duration);
+            p->progress(p->progress_ud, done * (double)WHISPER_HOP / WHISPER_SAMPLE_RATE, duration);
         }
     }
     window_result_free(&res);

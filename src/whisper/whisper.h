@@ -29,7 +29,7 @@
 #define WHISPER_HOP 160
 #define WHISPER_CHUNK_SECONDS 30
 #define WHISPER_N_SAMPLES (WHISPER_SAMPLE_RATE * WHISPER_CHUNK_SECONDS) /* 480000 */
-#define WHISPER_N_FRAMES (WHISPER_N_SAMPLES / WHISPER_HOP)                /* 3000 */
+#define WHISPER_N_FRAMES (WHISPER_N_SAMPLES / WHISPER_HOP)              /* 3000 */
 
 /* The model's blueprint, in the order the file stores it. */
 typedef struct {
@@ -110,8 +110,8 @@ int whisper_log_mel(const WhisperModel *model, const float *pcm, size_t n_sample
 
 /* ---- States and low-level passes (tests, benchmarks) -------------------- */
 
-int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState **out,
-                         char *msg, size_t cap);
+int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState **out, char *msg,
+                         size_t cap);
 void whisper_state_free(WhisperState *state);
 
 /* Runs the encoder on mel frames [offset, offset + 3000) of a mel of
@@ -124,19 +124,19 @@ const float *whisper_encoder_output(const WhisperState *state);
 
 /* Feeds n tokens of one sequence at positions n_past.. and returns the
  * logits of the last one ([n_vocab], valid until the next call). */
-int whisper_decode(WhisperState *state, const int *tokens, int n, int n_past,
-                   const float **logits, char *msg, size_t cap);
+int whisper_decode(WhisperState *state, const int *tokens, int n, int n_past, const float **logits,
+                   char *msg, size_t cap);
 
 /* ---- Transcription ----------------------------------------------------- */
 
 typedef struct {
     const char *language; /* NULL or "auto": detect (multilingual models) */
     int translate;
-    int beam_size;     /* 0 or 1 with best_of at T=0 means greedy */
-    float patience;    /* beam search; 1.0 by default */
-    int best_of;       /* candidates sampled at T > 0 */
-    float temperature; /* the first temperature tried */
-    float temperature_increment; /* fallback step; 0 disables fallback */
+    int beam_size;                     /* 0 or 1 with best_of at T=0 means greedy */
+    float patience;                    /* beam search; 1.0 by default */
+    int best_of;                       /* candidates sampled at T > 0 */
+    float temperature;                 /* the first temperature tried */
+    float temperature_increment;       /* fallback step; 0 disables fallback */
     float compression_ratio_threshold; /* 2.4 */
     float logprob_threshold;           /* -1.0 */
     float no_speech_threshold;         /* 0.6 */
@@ -157,8 +157,8 @@ typedef struct {
 WhisperParams whisper_default_params(void);
 
 typedef struct {
-    int id;           /* 0-based */
-    int seek;         /* mel frame the window started at */
+    int id;            /* 0-based */
+    int seek;          /* mel frame the window started at */
     double start, end; /* seconds */
     char *text;
     int *tokens; /* every sampled token, timestamps included */
@@ -205,10 +205,10 @@ int whisper_synth_write(const char *path, const WhisperSynthSpec *spec, char *ms
 /* ---- Benchmarks -------------------------------------------------------- */
 
 typedef struct {
-    double sgemm_gflops;      /* OpenBLAS sgemm 2048^3 on n_threads, this run */
-    double encoder_ms;        /* per 30 s window, median */
-    double encoder_gflops;    /* encoder FLOPs / encoder time */
-    double encoder_flops;     /* FLOPs counted per window */
+    double sgemm_gflops;                /* OpenBLAS sgemm 2048^3 on n_threads, this run */
+    double encoder_ms;                  /* per 30 s window, median */
+    double encoder_gflops;              /* encoder FLOPs / encoder time */
+    double encoder_flops;               /* FLOPs counted per window */
     double decoder_ms_per_token;        /* one sequence, median */
     double decoder_batch5_ms_per_step;  /* 5 sequences in lockstep, median */
     double decoder_batch5_ms_per_token; /* the same divided by 5 */

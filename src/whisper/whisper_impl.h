@@ -102,10 +102,10 @@ struct WhisperState {
     int n_threads;
 
     /* Encoder. */
-    float *enc_out;   /* [n_audio_ctx][S] */
-    float *cross_k;   /* [n_text_layer][n_audio_ctx][S] */
-    float *cross_v;   /* [n_text_layer][n_audio_ctx][S] */
-    float *scratch;   /* encoder work space */
+    float *enc_out; /* [n_audio_ctx][S] */
+    float *cross_k; /* [n_text_layer][n_audio_ctx][S] */
+    float *cross_v; /* [n_text_layer][n_audio_ctx][S] */
+    float *scratch; /* encoder work space */
     size_t scratch_size;
     float *wbuf;      /* f16 weights converted for one GEMM, per thread */
     size_t wbuf_size; /* floats per thread */
@@ -116,7 +116,7 @@ struct WhisperState {
     float *self_v;
     float *dec_buf; /* decoder activations */
     size_t dec_buf_size;
-    float *logits; /* [n_seq_cap][n_vocab] */
+    float *logits;      /* [n_seq_cap][n_vocab] */
     float *reorder_tmp; /* [n_seq_cap][n_text_ctx][S], for decoder_reorder */
 };
 
