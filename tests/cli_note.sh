@@ -90,5 +90,18 @@ import json, sys
 e = json.load(open(sys.argv[1]))
 assert e["date"] == "2023-07-14", e["date"]' "$tmp/out/memo.note.json"
 
+# The entry's day is the diarist's own: 2023-07-14 23:30 UTC is already the
+# 15th in Berlin (summer time) and still the 14th in New York.
+ffmpeg -loglevel error -y -i "$tmp/s.wav" -metadata creation_time=2023-07-14T23:30:00Z \
+    "$tmp/late.m4a"
+for zone in Europe/Berlin:2023-07-15 America/New_York:2023-07-14 +05:00:2023-07-15; do
+    DIARIST_TIMEZONE=${zone%:*} "$bin" transcribe -m "$model" --no-fallback --note \
+        --note-format json -o "$tmp/tz" "$tmp/late.m4a" 2>/dev/null
+    check "entry dated in ${zone%:*}" python3 -c '
+import json, sys
+e = json.load(open(sys.argv[1]))
+assert e["date"] == sys.argv[2], e["date"]' "$tmp/tz/late.note.json" "${zone##*:}"
+done
+
 echo "cli_note: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

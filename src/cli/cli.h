@@ -24,6 +24,9 @@ int cli_float(const char *s, float lo, float hi, float *out);
 const char *cli_model_path(const char *flag);
 
 /* Shared by `note` and `transcribe --note` (note.c). */
+/* The diarist's timezone for dating entries: $DIARIST_TIMEZONE, else $TZ,
+ * else NULL (UTC). */
+const char *cli_timezone(void);
 /* "json" -> 1, "markdown"/"md" -> 0; -1 for anything else. */
 int cli_note_format_parse(const char *s, int *json);
 /* Generates an entry and renders it (json or markdown) to out (if not NULL)

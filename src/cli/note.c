@@ -22,7 +22,16 @@ static void usage(FILE *f) {
             "      --model NAME      chat model (default $DIARIST_NOTE_MODEL or gpt-4o-mini)\n"
             "      --base-url URL    OpenAI-compatible API (default $OPENAI_BASE_URL)\n"
             "      --date YYYY-MM-DD the day the recording was made (default: today)\n"
+            "      --timezone TZ     whose day it is: an IANA name or an offset like +02:00\n"
+            "                        (default $DIARIST_TIMEZONE, else $TZ, else UTC)\n"
             "  -l, --language CODE   the transcript's language (default: from the json, or en)\n");
+}
+
+const char *cli_timezone(void) {
+    const char *tz = getenv("DIARIST_TIMEZONE");
+    if (!tz || !*tz) tz = getenv("TZ");
+    if (tz && *tz == ':') tz++; /* POSIX allows ":Europe/Berlin" */
+    return tz && *tz ? tz : NULL;
 }
 
 int cli_note_format_parse(const char *s, int *json) {
@@ -122,7 +131,8 @@ int cmd_note(int argc, char **argv) {
     NoteConfig cfg = notes_config_from_env();
     int json = 0, c;
     char lang[16] = "";
-    NoteRequest req = {.recorded_at = -1, .uploaded_at = (int64_t)time(NULL)};
+    NoteRequest req = {
+        .recorded_at = -1, .uploaded_at = (int64_t)time(NULL), .timezone = cli_timezone()};
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:g:l:h", opts, NULL)) != -1) {
         switch (c) {
@@ -146,6 +156,9 @@ int cmd_note(int argc, char **argv) {
                 fprintf(stderr, "diarist note: invalid --date '%s' (want YYYY-MM-DD)\n", optarg);
                 return 2;
             }
+            break;
+        case 'Z':
+            req.timezone = optarg;
             break;
         case 'l':
             if (whisper_lang_id(optarg) < 0) {

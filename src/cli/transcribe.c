@@ -313,7 +313,8 @@ static int emit_note(const Options *o, const char *in, const WhisperResult *r,
     NoteRequest req = {.transcript = r->text ? r->text : "",
                        .language = r->language,
                        .recorded_at = recorded_at,
-                       .uploaded_at = (int64_t)time(NULL)};
+                       .uploaded_at = (int64_t)time(NULL),
+                       .timezone = cli_timezone()};
     if (!o->out_dir && !o->beside) return cli_note_emit(o->notes, &req, o->note_json, stdout, NULL);
     char *text = NULL, path[8192];
     if (cli_note_emit(o->notes, &req, o->note_json, NULL, &text)) return -1;
