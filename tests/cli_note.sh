@@ -3,19 +3,13 @@
 # extractive generator: no API key is set here). The OpenAI path is tested
 # against a local protocol-compatible server in tests/test_openai.c.
 set -uo pipefail
+. "$(dirname "$0")/harness.sh"
 bin=${DIARIST_BIN:?}
 shared=${DIARIST_SHARED:?}
 tmp=${DIARIST_TMP:-/tmp}/clinote$$
 mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 unset OPENAI_API_KEY OPENAI_BASE_URL DIARIST_NOTE_GENERATOR
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-fail() { failed=$((failed + 1)); echo "not ok - $1"; }
-check() {
-    local name=$1; shift
-    if "$@"; then ok "$name"; else fail "$name"; fi
-}
 
 cat >"$tmp/day.txt" <<'EOF'
 Today I met Maria Lopez at the office and we finished the budget review. I was really happy
@@ -103,5 +97,4 @@ e = json.load(open(sys.argv[1]))
 assert e["date"] == sys.argv[2], e["date"]' "$tmp/tz/late.note.json" "${zone##*:}"
 done
 
-echo "cli_note: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli_note

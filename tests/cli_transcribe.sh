@@ -4,33 +4,12 @@
 # kind of bad input. Uses a synthetic tiny model (random weights), so the
 # words are nonsense but every path of the program is real.
 set -uo pipefail
+. "$(dirname "$0")/harness.sh"
 bin=${DIARIST_BIN:?}
 shared=${DIARIST_SHARED:?}
 tmp=${DIARIST_TMP:-/tmp}/cli$$
 mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
-passed=0 failed=0
-
-ok() { passed=$((passed + 1)); echo "ok - $1"; }
-fail() { failed=$((failed + 1)); echo "not ok - $1"; }
-check() { # check NAME COMMAND...: passes when the command succeeds
-    local name=$1; shift
-    if "$@"; then ok "$name"; else fail "$name"; fi
-}
-json_ok() { python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$1" 2>/dev/null; }
-# Every stderr line is one JSON object (the log format), except the usage
-# text and one-line CLI errors that start with "diarist".
-logs_are_json() {
-    python3 - "$1" <<'EOF'
-import json, sys
-for line in open(sys.argv[1]):
-    line = line.rstrip("\n")
-    if not line or line.startswith("diarist"):
-        continue
-    obj = json.loads(line)
-    assert {"ts", "level", "msg"} <= obj.keys(), line
-EOF
-}
 
 model=$tmp/tiny.bin
 wav=$shared/samples/jfk.wav
@@ -109,5 +88,4 @@ check "long file succeeds" test $? -eq 0
 check "long file logs progress" grep -q '"msg":"progress' "$tmp/log"
 check "progress logs are JSON" logs_are_json "$tmp/log"
 
-echo "cli: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish cli_transcribe

@@ -14,13 +14,16 @@ int cmd_transcribe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_gen_model(int argc, char **argv);
 int cmd_note(int argc, char **argv);
+int cmd_model(int argc, char **argv);
 
 /* Default thread count: the cores this process may use, at most 8. */
 int cli_default_threads(void);
 /* Parses a whole decimal int / float option value; 0 on success. */
 int cli_int(const char *s, int lo, int hi, int *out);
 int cli_float(const char *s, float lo, float hi, float *out);
-/* The model path: the flag's value, else $DIARIST_MODEL, else NULL. */
+/* The model file for -m's value, else $DIARIST_MODEL: a path, or a
+ * published name already pulled. NULL (with the reason on stderr) when
+ * neither is given or the name cannot be resolved. */
 const char *cli_model_path(const char *flag);
 
 /* Shared by `note` and `transcribe --note` (note.c). */

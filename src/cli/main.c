@@ -1,5 +1,6 @@
 /* diarist: one binary, subcommands. */
 #include "cli/cli.h"
+#include "models/models.h"
 #include "whisper/whisper.h"
 
 #include <errno.h>
@@ -17,6 +18,7 @@ static void usage(FILE *f) {
                "commands:\n"
                "  transcribe   turn audio files into text with a Whisper model\n"
                "  note         turn a transcript into a structured diary entry\n"
+               "  model        list, download or locate Whisper models\n"
                "  bench        measure the engine on this machine\n"
                "  gen-model    write a synthetic Whisper model (for tests and benchmarks)\n\n"
                "Run 'diarist <command> --help' for a command's options.\n");
@@ -73,9 +75,16 @@ int cli_float(const char *s, float lo, float hi, float *out) {
 }
 
 const char *cli_model_path(const char *flag) {
-    if (flag && *flag) return flag;
-    const char *env = getenv("DIARIST_MODEL");
-    return env && *env ? env : NULL;
+    static char path[4096];
+    const char *spec = flag && *flag ? flag : getenv("DIARIST_MODEL");
+    if (!spec || !*spec) return NULL;
+    /* A path, or a published name ("base.en") pulled into the model folder. */
+    char msg[1024];
+    if (models_resolve(spec, NULL, path, sizeof path, msg, sizeof msg)) {
+        fprintf(stderr, "diarist: %s\n", msg);
+        return NULL;
+    }
+    return path;
 }
 
 int main(int argc, char **argv) {
@@ -92,6 +101,8 @@ int main(int argc, char **argv) {
         printf("diarist 0.1.0\n");
         return 0;
     }
+    /* Model management does no arithmetic: no reason to pick BLAS kernels. */
+    if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);
     ensure_blas_kernels(argv);
     if (!strcmp(cmd, "transcribe")) return cmd_transcribe(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);

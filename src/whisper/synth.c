@@ -205,11 +205,22 @@ typedef struct {
     int n, cap;
 } TensorList;
 
+/* out = a + b, cut to fit (tensor names are short; gcc cannot know that
+ * through snprintf's %s, so the lengths are checked here instead). */
+static void join(char *out, size_t cap, const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    if (na >= cap) na = cap - 1;
+    if (nb >= cap - na) nb = cap - 1 - na;
+    memcpy(out, a, na);
+    memcpy(out + na, b, nb);
+    out[na + nb] = 0;
+}
+
 static void add(TensorList *l, const char *name, int n_dims, int ne0, int ne1, int ne2, int type,
                 int init, double mean, double std) {
     if (l->n >= l->cap) return; /* cannot happen: the list is sized exactly */
     TensorSpec *t = &l->t[l->n++];
-    snprintf(t->name, sizeof t->name, "%s", name);
+    join(t->name, sizeof t->name, name, "");
     t->n_dims = n_dims;
     t->ne[0] = ne0;
     t->ne[1] = ne1;
@@ -221,53 +232,53 @@ static void add(TensorList *l, const char *name, int n_dims, int ne0, int ne1, i
 }
 
 static void add_attn(TensorList *l, const char *prefix, int S, int wtype) {
-    char n[64];
+    char n[160];
     double qk = 1.0 / sqrt(S); /* large enough to make attention non-uniform */
-    snprintf(n, sizeof n, "%s.query.weight", prefix);
+    join(n, sizeof n, prefix, ".query.weight");
     add(l, n, 2, S, S, 1, wtype, INIT_NORMAL, 0, qk);
-    snprintf(n, sizeof n, "%s.query.bias", prefix);
+    join(n, sizeof n, prefix, ".query.bias");
     add(l, n, 1, S, 1, 1, T_F32, INIT_NORMAL, 0, 0.01);
-    snprintf(n, sizeof n, "%s.key.weight", prefix);
+    join(n, sizeof n, prefix, ".key.weight");
     add(l, n, 2, S, S, 1, wtype, INIT_NORMAL, 0, qk);
-    snprintf(n, sizeof n, "%s.value.weight", prefix);
+    join(n, sizeof n, prefix, ".value.weight");
     add(l, n, 2, S, S, 1, wtype, INIT_NORMAL, 0, 0.02);
-    snprintf(n, sizeof n, "%s.value.bias", prefix);
+    join(n, sizeof n, prefix, ".value.bias");
     add(l, n, 1, S, 1, 1, T_F32, INIT_NORMAL, 0, 0.01);
-    snprintf(n, sizeof n, "%s.out.weight", prefix);
+    join(n, sizeof n, prefix, ".out.weight");
     add(l, n, 2, S, S, 1, wtype, INIT_NORMAL, 0, 0.02);
-    snprintf(n, sizeof n, "%s.out.bias", prefix);
+    join(n, sizeof n, prefix, ".out.bias");
     add(l, n, 1, S, 1, 1, T_F32, INIT_NORMAL, 0, 0.01);
 }
 
 static void add_ln(TensorList *l, const char *prefix, int S) {
-    char n[64];
-    snprintf(n, sizeof n, "%s.weight", prefix);
+    char n[160];
+    join(n, sizeof n, prefix, ".weight");
     add(l, n, 1, S, 1, 1, T_F32, INIT_NORMAL, 1.0, 0.05);
-    snprintf(n, sizeof n, "%s.bias", prefix);
+    join(n, sizeof n, prefix, ".bias");
     add(l, n, 1, S, 1, 1, T_F32, INIT_NORMAL, 0, 0.01);
 }
 
 static void add_block(TensorList *l, const char *prefix, int S, int wtype, int cross) {
-    char n[64];
-    snprintf(n, sizeof n, "%s.attn", prefix);
+    char n[160];
+    join(n, sizeof n, prefix, ".attn");
     add_attn(l, n, S, wtype);
-    snprintf(n, sizeof n, "%s.attn_ln", prefix);
+    join(n, sizeof n, prefix, ".attn_ln");
     add_ln(l, n, S);
     if (cross) {
-        snprintf(n, sizeof n, "%s.cross_attn", prefix);
+        join(n, sizeof n, prefix, ".cross_attn");
         add_attn(l, n, S, wtype);
-        snprintf(n, sizeof n, "%s.cross_attn_ln", prefix);
+        join(n, sizeof n, prefix, ".cross_attn_ln");
         add_ln(l, n, S);
     }
-    snprintf(n, sizeof n, "%s.mlp.0.weight", prefix);
+    join(n, sizeof n, prefix, ".mlp.0.weight");
     add(l, n, 2, S, 4 * S, 1, wtype, INIT_NORMAL, 0, 0.02);
-    snprintf(n, sizeof n, "%s.mlp.0.bias", prefix);
+    join(n, sizeof n, prefix, ".mlp.0.bias");
     add(l, n, 1, 4 * S, 1, 1, T_F32, INIT_NORMAL, 0, 0.01);
-    snprintf(n, sizeof n, "%s.mlp.2.weight", prefix);
+    join(n, sizeof n, prefix, ".mlp.2.weight");
     add(l, n, 2, 4 * S, S, 1, wtype, INIT_NORMAL, 0, 0.02);
-    snprintf(n, sizeof n, "%s.mlp.2.bias", prefix);
+    join(n, sizeof n, prefix, ".mlp.2.bias");
     add(l, n, 1, S, 1, 1, T_F32, INIT_NORMAL, 0, 0.01);
-    snprintf(n, sizeof n, "%s.mlp_ln", prefix);
+    join(n, sizeof n, prefix, ".mlp_ln");
     add_ln(l, n, S);
 }
 
