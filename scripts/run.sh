@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+cmake --build build -j"$(nproc)" >&2
 
 sample=${1:-}
 if [ -z "$sample" ]; then
@@ -19,11 +19,18 @@ if [ -z "$sample" ]; then
   fi
 fi
 model=${DIARIST_MODEL:-}
+extra=()
 if [ -z "$model" ]; then
   model=build/ggml-tiny-synthetic.en.bin
-  [ -f "$model" ] || build/diarist gen-model --preset tiny "$model"
+  vocab=()
+  [ -f ../shared/golden/ggml-micro-synthetic.en.bin ] &&
+    vocab=(--vocab-from ../shared/golden/ggml-micro-synthetic.en.bin)
+  [ -f "$model" ] || build/diarist gen-model --preset tiny "${vocab[@]}" "$model"
   echo "note: no DIARIST_MODEL set; using a synthetic model with random weights," >&2
   echo "      so the transcript below is nonsense. Point DIARIST_MODEL at a real" >&2
   echo "      whisper.cpp model (e.g. ggml-base.en.bin) for real text." >&2
+  # Random weights never stop talking; retrying at higher temperatures
+  # would only take longer to print the same kind of nonsense.
+  extra=(--no-fallback)
 fi
-exec build/diarist transcribe -m "$model" -f verbose_json "$sample"
+exec build/diarist transcribe -m "$model" "${extra[@]}" -f verbose_json --note "$sample"
