@@ -8,7 +8,10 @@
 
 #include <stdio.h>
 
+#include "meta/meta.h"
 #include "notes/notes.h"
+#include "queue/queue.h"
+#include "store/store.h"
 
 int cmd_transcribe(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
@@ -25,6 +28,19 @@ int cli_float(const char *s, float lo, float hi, float *out);
  * published name already pulled. NULL (with the reason on stderr) when
  * neither is given or the name cannot be resolved. */
 const char *cli_model_path(const char *flag);
+
+/* The service's backends (backends.c), from the environment:
+ * DIARIST_DATA (default ./diarist-data) holds blobs/$AUDIO_BUCKET_NAME and
+ * diarist.db (jobs, notes and the audio-processing-queue);
+ * DIARIST_STORE_URL, DIARIST_META_URL and DIARIST_QUEUE_URL override each
+ * (file://..., sqlite://...; later s3://, dynamodb, SQS URLs). */
+typedef struct {
+    Store *store;
+    Meta *meta;
+    Queue *queue;
+} CliBackends;
+int cli_backends_open(CliBackends *b, char *msg, size_t cap);
+void cli_backends_close(CliBackends *b);
 
 /* Shared by `note` and `transcribe --note` (note.c). */
 /* The diarist's timezone for dating entries: $DIARIST_TIMEZONE, else $TZ,

@@ -1,0 +1,57 @@
+/* The service's three backends, opened from the environment. One place, so
+ * serve, worker and run agree on where jobs live. */
+#include "cli/cli.h"
+#include "core/core.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *env_or(const char *name, const char *fallback) {
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+static int mkdir_p(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0700) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int cli_backends_open(CliBackends *b, char *msg, size_t cap) {
+    memset(b, 0, sizeof *b);
+    const char *data = env_or("DIARIST_DATA", "diarist-data");
+    const char *bucket = env_or("AUDIO_BUCKET_NAME", "audio-files");
+    char store_url[4096], db_url[4096], queue_url[4096];
+    if (mkdir_p(data) != 0)
+        return di_fail(msg, cap, DI_EIO, "cannot create data directory %s: %s", data,
+                       strerror(errno));
+    /* Absolute paths, so a worker started elsewhere finds the same files. */
+    char abs[4096];
+    if (!realpath(data, abs)) return di_fail(msg, cap, DI_EIO, "cannot resolve %s", data);
+    snprintf(store_url, sizeof store_url, "file://%s/blobs/%s", abs, bucket);
+    snprintf(db_url, sizeof db_url, "sqlite://%s/diarist.db", abs);
+    snprintf(queue_url, sizeof queue_url, "sqlite://%s/diarist.db?queue=audio-processing-queue",
+             abs);
+    int rc = store_open(env_or("DIARIST_STORE_URL", store_url), &b->store, msg, cap);
+    if (!rc) rc = meta_open(env_or("DIARIST_META_URL", db_url), &b->meta, msg, cap);
+    if (!rc) rc = queue_open(env_or("DIARIST_QUEUE_URL", queue_url), &b->queue, msg, cap);
+    if (rc) cli_backends_close(b);
+    return rc;
+}
+
+void cli_backends_close(CliBackends *b) {
+    if (!b) return;
+    queue_close(b->queue);
+    meta_close(b->meta);
+    store_close(b->store);
+    memset(b, 0, sizeof *b);
+}
