@@ -30,7 +30,7 @@ int cli_backends_open(CliBackends *b, char *msg, size_t cap) {
     memset(b, 0, sizeof *b);
     const char *data = env_or("DIARIST_DATA", "diarist-data");
     const char *bucket = env_or("AUDIO_BUCKET_NAME", "audio-files");
-    char store_url[4096], db_url[4096], queue_url[4096];
+    char store_url[8192], db_url[8192], queue_url[8192];
     if (mkdir_p(data) != 0)
         return di_fail(msg, cap, DI_EIO, "cannot create data directory %s: %s", data,
                        strerror(errno));
