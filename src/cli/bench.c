@@ -57,7 +57,8 @@ int cmd_bench(int argc, char **argv) {
     }
     model_path = cli_model_path(model_path);
     if (!model_path) {
-        fprintf(stderr, "diarist bench: no model: pass -m PATH|NAME or set DIARIST_MODEL (see diarist model list)\n");
+        fprintf(stderr, "diarist bench: no model: pass -m PATH|NAME or set DIARIST_MODEL (see "
+                        "diarist model list)\n");
         return 2;
     }
     const char *file = optind < argc ? argv[optind] : NULL;

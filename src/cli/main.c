@@ -19,6 +19,8 @@ static void usage(FILE *f) {
                "  transcribe   turn audio files into text with a Whisper model\n"
                "  note         turn a transcript into a structured diary entry\n"
                "  model        list, download or locate Whisper models\n"
+               "  serve        run the HTTP API (uploads, status, results)\n"
+               "  worker       transcribe queued jobs and write their diary notes\n"
                "  bench        measure the engine on this machine\n"
                "  gen-model    write a synthetic Whisper model (for tests and benchmarks)\n\n"
                "Run 'diarist <command> --help' for a command's options.\n");
@@ -103,8 +105,11 @@ int main(int argc, char **argv) {
     }
     /* Model management does no arithmetic: no reason to pick BLAS kernels. */
     if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);
+    /* The API holds no model either. */
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     ensure_blas_kernels(argv);
     if (!strcmp(cmd, "transcribe")) return cmd_transcribe(argc - 1, argv + 1);
+    if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "note")) return cmd_note(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 1, argv + 1);

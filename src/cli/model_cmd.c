@@ -41,7 +41,8 @@ static int list(const char *dir) {
         char size[32], path[4352];
         human_size(m->size, size, sizeof size);
         struct stat st;
-        int present = dir && snprintf(path, sizeof path, "%s/%s", dir, m->file) < (int)sizeof path &&
+        int present = dir &&
+                      snprintf(path, sizeof path, "%s/%s", dir, m->file) < (int)sizeof path &&
                       stat(path, &st) == 0 && S_ISREG(st.st_mode);
         printf("%-20s %9s  %-40s  %s\n", m->name, size, m->sha1, present ? "downloaded" : "");
     }
@@ -68,7 +69,8 @@ static void on_progress(void *ud, uint64_t done, uint64_t total) {
         p->last_percent = percent;
         char bar[31];
         int filled = percent * 30 / 100;
-        for (int i = 0; i < 30; i++) bar[i] = i < filled ? '#' : '.';
+        for (int i = 0; i < 30; i++)
+            bar[i] = i < filled ? '#' : '.';
         bar[30] = 0;
         fprintf(stderr, "\r%s [%s] %3d%%  %.1f / %.1f MiB ", p->name, bar, percent,
                 (double)done / mib, (double)total / mib);

@@ -237,7 +237,8 @@ static int parse_args(int argc, char **argv, Options *o) {
     }
     o->model = cli_model_path(o->model);
     if (!o->model) {
-        fprintf(stderr, "diarist transcribe: no model: pass -m PATH|NAME or set DIARIST_MODEL (see diarist model list)\n");
+        fprintf(stderr, "diarist transcribe: no model: pass -m PATH|NAME or set DIARIST_MODEL (see "
+                        "diarist model list)\n");
         return 2;
     }
     return -1;

@@ -1,0 +1,159 @@
+/* diarist worker: transcription workers on the service's backends. */
+#include "cli/cli.h"
+#include "worker/worker.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static atomic_int stop_flag;
+
+/* SIGTERM and SIGINT stop taking work; the workers finish what they hold. */
+static void on_signal(int sig) {
+    (void)sig;
+    atomic_store(&stop_flag, 1);
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: diarist worker [options]\n\n"
+            "Takes jobs from the queue under $DIARIST_DATA (see 'diarist serve') and\n"
+            "transcribes them, then writes the diary note. SIGTERM or Ctrl-C stops taking\n"
+            "work, finishes the jobs in hand and exits 0.\n\n"
+            "  -m, --model PATH|NAME   Whisper model (default $DIARIST_MODEL)\n"
+            "  -n, --workers N         concurrent jobs, each with its own engine state (1)\n"
+            "  -t, --threads N         engine threads per job (default: cores / workers)\n"
+            "  -l, --language CODE     spoken language, or 'auto'\n"
+            "      --beam-size N       beam search with N beams (default greedy; the seed used 5)\n"
+            "      --best-of N         candidates sampled at temperature > 0 (default 5)\n"
+            "      --visibility S      lease on a job in seconds (default 300)\n"
+            "      --no-note           complete jobs without a diary note\n");
+}
+
+enum { OPT_BEAM = 256, OPT_BEST_OF, OPT_VIS, OPT_NO_NOTE };
+
+static const struct option long_opts[] = {
+    {"model", required_argument, 0, 'm'},
+    {"workers", required_argument, 0, 'n'},
+    {"threads", required_argument, 0, 't'},
+    {"language", required_argument, 0, 'l'},
+    {"beam-size", required_argument, 0, OPT_BEAM},
+    {"best-of", required_argument, 0, OPT_BEST_OF},
+    {"visibility", required_argument, 0, OPT_VIS},
+    {"no-note", no_argument, 0, OPT_NO_NOTE},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0},
+};
+
+static int bad_value(const char *opt, const char *value) {
+    fprintf(stderr, "diarist worker: invalid value '%s' for %s\n", value, opt);
+    return 2;
+}
+
+int cmd_worker(int argc, char **argv) {
+    WorkerConfig cfg = worker_default_config();
+    const char *model_flag = NULL;
+    int threads = 0, no_note = 0, c;
+    float vis;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "m:n:t:l:h", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            model_flag = optarg;
+            break;
+        case 'n':
+            if (cli_int(optarg, 1, 256, &cfg.n_workers)) return bad_value("--workers", optarg);
+            break;
+        case 't':
+            if (cli_int(optarg, 1, 256, &threads)) return bad_value("--threads", optarg);
+            break;
+        case 'l':
+            cfg.params.language = optarg;
+            break;
+        case OPT_BEAM:
+            if (cli_int(optarg, 0, 16, &cfg.params.beam_size))
+                return bad_value("--beam-size", optarg);
+            break;
+        case OPT_BEST_OF:
+            if (cli_int(optarg, 1, 16, &cfg.params.best_of)) return bad_value("--best-of", optarg);
+            break;
+        case OPT_VIS:
+            if (cli_float(optarg, 3, QUEUE_MAX_VISIBILITY_S, &vis))
+                return bad_value("--visibility", optarg);
+            cfg.visibility_s = vis;
+            break;
+        case OPT_NO_NOTE:
+            no_note = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    const char *model_path = cli_model_path(model_flag);
+    if (!model_path) {
+        fprintf(stderr, "diarist worker: no model: pass -m PATH|NAME or set DIARIST_MODEL "
+                        "(see diarist model pull)\n");
+        return 2;
+    }
+    /* Each job gets its share of the cores unless told otherwise. */
+    if (!threads) threads = cli_default_threads() / cfg.n_workers;
+    cfg.n_threads = threads > 0 ? threads : 1;
+
+    char msg[1024];
+    CliBackends b;
+    if (cli_backends_open(&b, msg, sizeof msg)) {
+        fprintf(stderr, "diarist worker: %s\n", msg);
+        return 1;
+    }
+    WhisperModel *model = NULL;
+    NoteGenerator *notes = NULL;
+    int status = 1;
+    if (whisper_model_load(model_path, &model, msg, sizeof msg)) {
+        fprintf(stderr, "diarist worker: %s\n", msg);
+        goto done;
+    }
+    NoteConfig ncfg = notes_config_from_env();
+    if (!no_note && notes_generator_create(&ncfg, &notes, msg, sizeof msg)) {
+        fprintf(stderr, "diarist worker: %s\n", msg);
+        goto done;
+    }
+    cfg.store = b.store;
+    cfg.meta = b.meta;
+    cfg.queue = b.queue;
+    cfg.model = model;
+    cfg.notes = notes;
+    cfg.timezone = cli_timezone();
+    cfg.stop = &stop_flag;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    di_log("info", "worker: model %s from %s, %d workers x %d threads, notes %s",
+           whisper_model_type(model), model_path, cfg.n_workers, cfg.n_threads,
+           notes ? notes->name : "off");
+    if (worker_run(&cfg, msg, sizeof msg)) {
+        fprintf(stderr, "diarist worker: %s\n", msg);
+        goto done;
+    }
+    di_log("info", "worker: stopped");
+    status = 0;
+done:
+    notes_generator_free(notes);
+    whisper_model_free(model);
+    cli_backends_close(&b);
+    return status;
+}

@@ -1,0 +1,103 @@
+/*
+ * worker: the transcription workers. Each takes one queue message at a
+ * time (the seed's body {"job_id", "file_path", "file_name"}) and moves the
+ * job through the contract's life cycle:
+ *   queued -> downloading -> transcribing -> generating_note -> completed
+ * or to error with a readable reason.
+ *
+ * Rules the pipeline keeps (issue 5, items 4-6):
+ * - Each state is written (meta_transition, conditional on the states the
+ *   worker expects) BEFORE the work it announces. A failed write is retried
+ *   a few times; if it still fails the message is released for a later
+ *   retry (queue_change_visibility), never ignored.
+ * - Results are idempotent: a message redelivered after a crash finds the
+ *   job completed and is simply deleted; a job found in generating_note
+ *   with its transcript saved goes straight to the note.
+ * - Permanent failures (not audio, no audio stream, blob missing) end the
+ *   job in error and delete the message; transient ones (store or meta
+ *   errors, out of memory) release it with exponential backoff. A body
+ *   that is not the seed's JSON is dead-lettered at once. When the queue
+ *   dead-letters a message after too many receives the job ends in error
+ *   with the last reason, except that a job whose transcript is saved and
+ *   only the note failed ends completed with its note_error.
+ * - A failed note is recorded with meta_set_note_error, never stored as
+ *   the note.
+ * - While a message is worked on, a heartbeat thread extends its lease
+ *   every visibility_s / 3 seconds, so long files are not handed to a
+ *   second worker.
+ * - One JSON log line per stage (job id, stage, seconds).
+ *
+ * Ownership: the config's handles (store, meta, queue, model, notes) are
+ * the caller's and must outlive the workers; they are shared by every
+ * worker thread (all of them are thread-safe). A Worker made by
+ * worker_create is freed by worker_free (NULL is fine).
+ */
+#ifndef DIARIST_WORKER_H
+#define DIARIST_WORKER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "meta/meta.h"
+#include "notes/notes.h"
+#include "queue/queue.h"
+#include "store/store.h"
+#include "whisper/whisper.h"
+
+/* Told after each state a worker writes: the job, its new state, and how
+ * long the stage that just ended took (0 for the first). Called from
+ * worker threads; may be NULL. For metrics and tests. */
+typedef void (*WorkerStageFn)(void *ud, const char *job_id, JobState state, double seconds);
+
+typedef struct {
+    Store *store;
+    Meta *meta;
+    Queue *queue;
+    const WhisperModel *model; /* loaded once, shared read-only */
+    NoteGenerator *notes;      /* NULL: jobs complete without a note */
+    WhisperParams params;      /* decoding settings (progress fields are the worker's) */
+    const char *timezone;      /* dates notes in this IANA zone; NULL = UTC */
+    const char *tmp_dir;       /* downloads go here; NULL = $TMPDIR or /tmp */
+    int n_workers;             /* worker threads in worker_run, each with its own state */
+    int n_threads;             /* engine threads per worker */
+    double visibility_s;       /* lease per receive, 300; heartbeat every third of it */
+    double wait_s;             /* long poll per receive, 20 */
+    double stop_check_s;       /* longest a receive waits before looking at *stop, 1 */
+    double backoff_base_s;     /* first retry delay, 10; doubles per receive */
+    double backoff_max_s;      /* cap on one retry delay, 600 */
+    int max_receives;          /* the queue's limit; on the last receive a failed note
+                                  completes the job (0 = leave it to the dead letter) */
+    int write_retries;         /* attempts for one meta write, 4 */
+    double write_retry_s;      /* first pause between them, 0.05, doubling */
+    atomic_int *stop;          /* set (e.g. by SIGTERM) to stop taking work; may be NULL */
+    WorkerStageFn on_stage;
+    void *stage_ud;
+} WorkerConfig;
+
+/* The defaults above, with the engine's params at OpenAI's defaults and
+ * handles NULL. */
+WorkerConfig worker_default_config(void);
+
+typedef struct Worker Worker;
+
+/* One worker: a WhisperState of its own plus the config (copied; the
+ * handles in it are borrowed). DI_EINVAL if a required handle is missing. */
+int worker_create(const WorkerConfig *cfg, Worker **out, char *msg, size_t cap);
+void worker_free(Worker *w);
+
+/* Receives at most one message (waiting up to wait_s, in slices of
+ * stop_check_s) and processes it. Returns 1 when a message was handled
+ * (whatever became of its job), 0 when none came, or a negative error from
+ * the queue. */
+int worker_poll_once(Worker *w, char *msg, size_t cap);
+
+/* Processes one received message to its end: deleted, released for a
+ * retry, or dead-lettered. Exposed so tests can replay a delivery. */
+void worker_process(Worker *w, const QueueMessage *m);
+
+/* Runs cfg->n_workers threads until *cfg->stop is set; each finishes the
+ * message it holds before it returns. 0, or an error if no worker could
+ * be started. */
+int worker_run(const WorkerConfig *cfg, char *msg, size_t cap);
+
+#endif
