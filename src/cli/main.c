@@ -21,6 +21,7 @@ static void usage(FILE *f) {
                "  model        list, download or locate Whisper models\n"
                "  serve        run the HTTP API (uploads, status, results)\n"
                "  worker       transcribe queued jobs and write their diary notes\n"
+               "  run          serve and worker in one process (the whole service)\n"
                "  bench        measure the engine on this machine\n"
                "  gen-model    write a synthetic Whisper model (for tests and benchmarks)\n\n"
                "Run 'diarist <command> --help' for a command's options.\n");
@@ -110,6 +111,7 @@ int main(int argc, char **argv) {
     ensure_blas_kernels(argv);
     if (!strcmp(cmd, "transcribe")) return cmd_transcribe(argc - 1, argv + 1);
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "note")) return cmd_note(argc - 1, argv + 1);
     if (!strcmp(cmd, "gen-model")) return cmd_gen_model(argc - 1, argv + 1);

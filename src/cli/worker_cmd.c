@@ -1,4 +1,5 @@
 /* diarist worker: transcription workers on the service's backends. */
+#include "api/api.h"
 #include "cli/cli.h"
 #include "worker/worker.h"
 
@@ -52,7 +53,8 @@ static int bad_value(const char *opt, const char *value) {
     return 2;
 }
 
-int cmd_worker(int argc, char **argv) {
+/* worker, or with_api: API and workers in one process (diarist run). */
+static int worker_main(int argc, char **argv, int with_api) {
     WorkerConfig cfg = worker_default_config();
     const char *model_flag = NULL;
     int threads = 0, no_note = 0, c;
@@ -141,11 +143,32 @@ int cmd_worker(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not end the process */
 
+    Api *api = NULL;
+    if (with_api) {
+        ApiConfig acfg;
+        api_config_defaults(&acfg);
+        if (api_config_from_env(&acfg, msg, sizeof msg)) {
+            fprintf(stderr, "diarist run: %s\n", msg);
+            status = 2;
+            goto done;
+        }
+        acfg.store = b.store;
+        acfg.meta = b.meta;
+        acfg.queue = b.queue;
+        if (api_start(&acfg, &api, msg, sizeof msg)) {
+            fprintf(stderr, "diarist run: %s\n", msg);
+            goto done;
+        }
+        di_log("info", "serving on http://%s:%d/", acfg.host, api_port(api));
+    }
     di_log("info", "worker: model %s from %s, %d workers x %d threads, notes %s",
            whisper_model_type(model), model_path, cfg.n_workers, cfg.n_threads,
            notes ? notes->name : "off");
-    if (worker_run(&cfg, msg, sizeof msg)) {
+    int rc = worker_run(&cfg, msg, sizeof msg);
+    api_stop(api); /* after the workers: uploads keep landing until the end */
+    if (rc) {
         fprintf(stderr, "diarist worker: %s\n", msg);
         goto done;
     }
@@ -156,4 +179,12 @@ done:
     whisper_model_free(model);
     cli_backends_close(&b);
     return status;
+}
+
+int cmd_worker(int argc, char **argv) {
+    return worker_main(argc, argv, 0);
+}
+
+int cmd_run(int argc, char **argv) {
+    return worker_main(argc, argv, 1);
 }

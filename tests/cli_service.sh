@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The whole service as the seed's clients see it: `diarist run` (API and
+# worker in one process) on loopback with the synthetic micro model and the
+# offline note generator; upload, poll to completed, check every field the
+# contract names, fetch transcripts, delete, and stop with SIGTERM.
+set -uo pipefail
+. "$(dirname "$0")/harness.sh"
+bin=${DIARIST_BIN:?}
+shared=${DIARIST_SHARED:?}
+tmp=${DIARIST_TMP:-/tmp}/clisvc$$
+mkdir -p "$tmp"
+pid=""
+cleanup() {
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+unset OPENAI_API_KEY OPENAI_BASE_URL
+export DIARIST_DATA=$tmp/data API_HOST=127.0.0.1 API_PORT=$((20000 + RANDOM % 20000))
+url=http://127.0.0.1:$API_PORT
+
+"$bin" run -m "$shared/golden/ggml-micro-synthetic.en.bin" -n 1 2>"$tmp/log" &
+pid=$!
+for _ in $(seq 1 50); do curl -sf "$url/" >/dev/null && break; sleep 0.2; done
+check "GET / answers the seed's JSON" \
+    test "$(curl -s "$url/")" = '{"message": "Audio Transcription API is running"}'
+
+curl -s -F "file=@$shared/samples/jfk.wav" "$url/upload-audio/" >"$tmp/up.json"
+id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["job_id"])' "$tmp/up.json")
+check "upload answers queued with a uuid4" python3 - "$tmp/up.json" <<'PY'
+import json, re, sys
+u = json.load(open(sys.argv[1]))
+assert u["status"] == "queued" and re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", u["job_id"]), u
+PY
+state=""
+for _ in $(seq 1 120); do
+    state=$(curl -s "$url/status/$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+    [ "$state" = completed ] || [ "$state" = error ] && break
+    sleep 0.5
+done
+check "job reaches completed" test "$state" = completed
+curl -s "$url/status/$id" >"$tmp/status.json"
+check "status has exactly the seed's fields" python3 - "$tmp/status.json" "$id" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s == {"job_id": sys.argv[2], "status": "completed", "file_name": "jfk.wav"}, s
+PY
+curl -s "$url/result/$id" >"$tmp/result.json"
+check "result has transcription and diary note" python3 - "$tmp/result.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["status"] == "completed" and r["transcription"].strip(), r.keys()
+assert "## Mood" in r["diary_note"] and r["note"]["generator"] == "extractive"
+assert r["language"] == "en" and abs(r["duration"] - 11.0) < 1e-6
+PY
+check "srt transcript" bash -c "curl -s '$url/jobs/$id/transcript?format=srt' | grep -qE '^00:00:[0-9]{2},[0-9]{3} --> '"
+check "vtt transcript" bash -c "curl -s '$url/jobs/$id/transcript?format=vtt' | head -1 | grep -q WEBVTT"
+check "unknown job is 404 Job not found" \
+    test "$(curl -s "$url/status/00000000-0000-4000-8000-000000000000")" = '{"detail": "Job not found"}'
+echo "not audio" >"$tmp/notes.mp3"
+check "text upload is refused with 415" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' -F "file=@$tmp/notes.mp3" "$url/upload-audio/")" = 415
+check "missing file field is 422" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' -F "other=1" "$url/upload-audio/")" = 422
+check "delete answers 200" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$url/jobs/$id")" = 200
+check "deleted job is gone" test "$(curl -s -o /dev/null -w '%{http_code}' "$url/status/$id")" = 404
+check "deleted job's audio is gone" test -z "$(find "$DIARIST_DATA/blobs" -type f -path "*$id*")"
+check "logs are JSON lines" logs_are_json "$tmp/log"
+
+kill -TERM "$pid"
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+wait "$pid"
+check "SIGTERM stops the service with status 0" test $? -eq 0
+pid=""
+finish cli_service
