@@ -9,9 +9,10 @@ bin=${DIARIST_BIN:?}
 shared=${DIARIST_SHARED:?}
 tmp=${DIARIST_TMP:-/tmp}/clisvc$$
 mkdir -p "$tmp"
-pid=""
+pid="" api=""
 cleanup() {
     [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+    [ -n "$api" ] && kill -9 "$api" 2>/dev/null
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -73,4 +74,40 @@ for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 wait "$pid"
 check "SIGTERM stops the service with status 0" test $? -eq 0
 pid=""
+
+# Crash safety: kill -9 a worker while it transcribes; a new worker picks
+# the job up once its lease runs out and completes it exactly once.
+export DIARIST_DATA=$tmp/data2 API_PORT=$((API_PORT + 1))
+url=http://127.0.0.1:$API_PORT
+sox "$shared/samples/jfk.wav" "$shared/samples/jfk.wav" "$shared/samples/jfk.wav" "$tmp/long.wav"
+"$bin" serve 2>>"$tmp/log" &
+api=$!
+for _ in $(seq 1 50); do curl -sf "$url/" >/dev/null && break; sleep 0.2; done
+model=$shared/golden/ggml-micro-synthetic.en.bin
+"$bin" worker -m "$model" -n 1 --visibility 3 2>>"$tmp/log" &
+pid=$!
+id=$(curl -s -F "file=@$tmp/long.wav" "$url/upload-audio/" |
+     python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
+status() { curl -s "$url/status/$id" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])'; }
+for _ in $(seq 1 100); do [ "$(status)" = transcribing ] && break; sleep 0.1; done
+check "job is transcribing before the crash" test "$(status)" = transcribing
+kill -9 "$pid"; wait "$pid" 2>/dev/null
+"$bin" worker -m "$model" -n 1 --visibility 3 2>>"$tmp/log" &
+pid=$!
+state=""
+for _ in $(seq 1 240); do
+    state=$(status); [ "$state" = completed ] || [ "$state" = error ] && break; sleep 0.5
+done
+check "a new worker completes the job after the crash" test "$state" = completed
+check "exactly one note and no message left" python3 - "$DIARIST_DATA/diarist.db" "$id" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+assert db.execute("select count(*) from notes where job_id=?", (sys.argv[2],)).fetchone()[0] == 1
+tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
+assert "queue_messages" in tables, tables
+left = db.execute("select count(*) from queue_messages").fetchone()[0]
+assert left == 0, left
+PY
+kill -TERM "$pid" "$api"; wait "$pid" "$api" 2>/dev/null
+pid="" api=""
 finish cli_service
