@@ -4,7 +4,7 @@
  * table `notes` holds the note (job_id, diary_note, created_at) like the
  * seed's DiaryNotes. The file is in WAL mode with a busy timeout, so the
  * API and several worker processes can share it: readers never block,
- * writers queue for up to BUSY_MS. Writes that touch both tables run in
+ * writers queue for up to SQLDB_BUSY_MS. Writes that touch both tables run in
  * one BEGIN IMMEDIATE transaction. The schema version is PRAGMA
  * user_version; the queue backend may live in the same file and keeps its
  * version elsewhere.
@@ -14,6 +14,7 @@
 #include "meta/meta.h"
 
 #include "core/core.h"
+#include "sqldb/sqldb.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -22,7 +23,6 @@
 #include <string.h>
 
 #define SCHEMA_VERSION 1
-#define BUSY_MS 5000
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS jobs ("
@@ -93,18 +93,15 @@ typedef struct {
 /* "sqlite://" followed by a path; a query string (the queue's "?queue=")
  * is ignored, so meta and queue can be given the same file. */
 static int sq_accepts(const char *url) {
-    return strncmp(url, "sqlite://", 9) == 0;
+    return sqldb_accepts(url);
 }
 
 static int db_fail(sqlite3 *db, char *msg, size_t cap, const char *what) {
-    int code = sqlite3_errcode(db);
-    int err = (code == SQLITE_NOMEM) ? DI_ENOMEM : DI_EIO;
-    return di_fail(msg, cap, err, "meta: %s: %s", what, sqlite3_errmsg(db));
+    return sqldb_fail(db, "meta", what, msg, cap);
 }
 
 static int exec(sqlite3 *db, const char *sql, char *msg, size_t cap) {
-    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, msg, cap, sql);
-    return 0;
+    return sqldb_exec(db, "meta", sql, msg, cap);
 }
 
 /* Creates the tables on first use and refuses a file written by a newer
@@ -146,34 +143,12 @@ static void sq_close(void *state) {
 }
 
 static int sq_open(const char *url, void **state, char *msg, size_t cap) {
-    const char *p = url + 9;
-    size_t n = strcspn(p, "?");
-    if (n == 0 || n >= 4096)
-        return di_fail(msg, cap, DI_EINVAL, "meta: bad sqlite URL '%.200s'", url);
-    char path[4096];
-    memcpy(path, p, n);
-    path[n] = 0;
     MetaSqlite *s = calloc(1, sizeof *s);
     if (!s) return di_fail(msg, cap, DI_ENOMEM, "meta: out of memory");
     pthread_mutex_init(&s->lock, NULL);
-    int rc = 0;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK)
-        rc = di_fail(msg, cap, DI_EIO, "meta: cannot open '%.200s': %s", path,
-                     s->db ? sqlite3_errmsg(s->db) : "out of memory");
-    if (rc == 0) {
-        /* The timeout first: switching to WAL needs a lock another process
-         * may hold for a moment. NORMAL sync in WAL mode keeps every
-         * commit across a process crash; a power cut may lose the last. */
-        sqlite3_busy_timeout(s->db, BUSY_MS);
-        rc = exec(s->db, "PRAGMA journal_mode = WAL", msg, cap);
-        if (rc == 0) rc = exec(s->db, "PRAGMA synchronous = NORMAL", msg, cap);
-        if (rc == 0) rc = ensure_schema(s->db, msg, cap);
-    }
-    for (int i = 0; rc == 0 && i < S_N; i++)
-        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
-                               NULL) != SQLITE_OK)
-            rc = db_fail(s->db, msg, cap, "preparing a statement");
+    int rc = sqldb_open(url, "meta", &s->db, NULL, msg, cap);
+    if (rc == 0) rc = ensure_schema(s->db, msg, cap);
+    if (rc == 0) rc = sqldb_prepare(s->db, "meta", stmt_sql, S_N, s->stmt, msg, cap);
     if (rc < 0) {
         sq_close(s);
         return rc;

@@ -16,6 +16,7 @@
 #include "queue/queue.h"
 
 #include "core/core.h"
+#include "sqldb/sqldb.h"
 
 #include <pthread.h>
 #include <sqlite3.h>
@@ -25,7 +26,6 @@
 #include <time.h>
 
 #define SCHEMA_VERSION 1
-#define BUSY_MS 5000
 
 static const char *const schema_sql =
     "CREATE TABLE IF NOT EXISTS queue_schema (version INTEGER NOT NULL);"
@@ -85,17 +85,15 @@ static double wall_now(void) {
 }
 
 static int sq_accepts(const char *url) {
-    return strncmp(url, "sqlite://", 9) == 0;
+    return sqldb_accepts(url);
 }
 
 static int db_fail(sqlite3 *db, char *msg, size_t cap, const char *what) {
-    int err = sqlite3_errcode(db) == SQLITE_NOMEM ? DI_ENOMEM : DI_EIO;
-    return di_fail(msg, cap, err, "queue: %s: %s", what, sqlite3_errmsg(db));
+    return sqldb_fail(db, "queue", what, msg, cap);
 }
 
 static int exec(sqlite3 *db, const char *sql, char *msg, size_t cap) {
-    if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) return db_fail(db, msg, cap, sql);
-    return 0;
+    return sqldb_exec(db, "queue", sql, msg, cap);
 }
 
 /* Reads "queue=NAME" and "max_receives=N" from the URL's query string.
@@ -167,33 +165,15 @@ static void sq_close(void *state) {
 }
 
 static int sq_open(const char *url, void **state, char *msg, size_t cap) {
-    const char *p = url + 9;
-    size_t n = strcspn(p, "?");
-    if (n == 0 || n >= 4096)
-        return di_fail(msg, cap, DI_EINVAL, "queue: bad sqlite URL '%.200s'", url);
-    char path[4096];
-    memcpy(path, p, n);
-    path[n] = 0;
     QueueSqlite *s = calloc(1, sizeof *s);
     if (!s) return di_fail(msg, cap, DI_ENOMEM, "queue: out of memory");
     pthread_mutex_init(&s->lock, NULL);
-    int rc = parse_query(p[n] == '?' ? p + n + 1 : NULL, s, msg, cap);
-    if (rc == 0 && sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                                   NULL) != SQLITE_OK)
-        rc = di_fail(msg, cap, DI_EIO, "queue: cannot open '%.200s': %s", path,
-                     s->db ? sqlite3_errmsg(s->db) : "out of memory");
-    if (rc == 0) {
-        /* The timeout first: switching to WAL needs a lock another process
-         * may hold for a moment. */
-        sqlite3_busy_timeout(s->db, BUSY_MS);
-        rc = exec(s->db, "PRAGMA journal_mode = WAL", msg, cap);
-        if (rc == 0) rc = exec(s->db, "PRAGMA synchronous = NORMAL", msg, cap);
-        if (rc == 0) rc = ensure_schema(s->db, msg, cap);
-    }
-    for (int i = 0; rc == 0 && i < S_N; i++)
-        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
-                               NULL) != SQLITE_OK)
-            rc = db_fail(s->db, msg, cap, "preparing a statement");
+    /* The query first, so a bad queue name creates no database file. */
+    const char *q = strchr(url, '?');
+    int rc = parse_query(q ? q + 1 : NULL, s, msg, cap);
+    if (rc == 0) rc = sqldb_open(url, "queue", &s->db, NULL, msg, cap);
+    if (rc == 0) rc = ensure_schema(s->db, msg, cap);
+    if (rc == 0) rc = sqldb_prepare(s->db, "queue", stmt_sql, S_N, s->stmt, msg, cap);
     if (rc < 0) {
         sq_close(s);
         return rc;
