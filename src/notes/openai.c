@@ -81,42 +81,56 @@ static void language_line(const Recording *rec, FILE *f) {
                    "code.\n");
 }
 
-/* open_memstream collects a message of any length; NULL when out of memory. */
+/* A user message being written: open_memstream collects any length, and
+ * every message starts with the recording's date and language. */
+typedef struct {
+    FILE *f;
+    char *text;
+    size_t len;
+} Message;
+
+static int message_begin(Message *m, const Recording *rec) {
+    m->text = NULL;
+    m->len = 0;
+    m->f = open_memstream(&m->text, &m->len);
+    if (!m->f) return -1;
+    fprintf(m->f, "The recording was made on %s (%s).\n", rec->date, rec->weekday);
+    language_line(rec, m->f);
+    return 0;
+}
+
+/* The finished text, or NULL when out of memory or !ok. */
+static char *message_end(Message *m, int ok) {
+    if (fclose(m->f) != 0 || !ok) {
+        free(m->text);
+        return NULL;
+    }
+    return m->text;
+}
+
 static char *user_message_whole(const Recording *rec, const char *transcript) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) return NULL;
-    fprintf(f, "The recording was made on %s (%s).\n", rec->date, rec->weekday);
-    language_line(rec, f);
-    fprintf(f, "\nTurn this voice-diary transcript into my diary entry.\n\nTranscript:\n%s",
+    Message m;
+    if (message_begin(&m, rec)) return NULL;
+    fprintf(m.f, "\nTurn this voice-diary transcript into my diary entry.\n\nTranscript:\n%s",
             transcript);
-    return fclose(f) == 0 ? text : (free(text), NULL);
+    return message_end(&m, 1);
 }
 
 static char *user_message_part(const Recording *rec, const Span *part, int i, int n) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) return NULL;
-    fprintf(f, "The recording was made on %s (%s).\n", rec->date, rec->weekday);
-    language_line(rec, f);
-    fprintf(f,
+    Message m;
+    if (message_begin(&m, rec)) return NULL;
+    fprintf(m.f,
             "\nThis is part %d of %d of the transcript. Summarise this part only.\n\n"
             "Transcript, part %d of %d:\n%.*s",
             i, n, i, n, (int)part->len, part->text);
-    return fclose(f) == 0 ? text : (free(text), NULL);
+    return message_end(&m, 1);
 }
 
 /* The merge call sees every part's summary, in order, as compact JSON. */
 static char *user_message_merge(const Recording *rec, json_t *const *partials, int n) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) return NULL;
-    fprintf(f, "The recording was made on %s (%s).\n", rec->date, rec->weekday);
-    language_line(rec, f);
-    fprintf(f,
+    Message m;
+    if (message_begin(&m, rec)) return NULL;
+    fprintf(m.f,
             "\nThe transcript was too long to read at once, so it was summarised in %d "
             "consecutive parts. Here are those summaries, in order. Write one diary entry that "
             "covers the whole recording.\n",
@@ -125,14 +139,10 @@ static char *user_message_merge(const Recording *rec, json_t *const *partials, i
     for (int i = 0; i < n && ok; i++) {
         char *part = json_dumps(partials[i], JSON_COMPACT);
         ok = part != NULL;
-        if (ok) fprintf(f, "\nPart %d of %d:\n%s\n", i + 1, n, part);
+        if (ok) fprintf(m.f, "\nPart %d of %d:\n%s\n", i + 1, n, part);
         free(part);
     }
-    if (fclose(f) != 0 || !ok) {
-        free(text);
-        return NULL;
-    }
-    return text;
+    return message_end(&m, ok);
 }
 
 /* The strict schema of one part's summary. */
