@@ -31,6 +31,17 @@ int cli_float(const char *s, float lo, float hi, float *out);
  * published name already pulled. NULL (with the reason on stderr) when
  * neither is given or the name cannot be resolved. */
 const char *cli_model_path(const char *flag);
+/* The service's model (worker, run): like cli_model_path, but with neither
+ * -m nor DIARIST_MODEL it uses CLI_SERVICE_MODEL, pulling it on the first
+ * start with a progress bar. NULL (the reason on stderr, naming
+ * DIARIST_MODEL and `diarist model pull`) when that cannot be done. */
+#define CLI_SERVICE_MODEL "base.en"
+const char *cli_service_model_path(const char *flag);
+/* Downloads a published model into dir (NULL: the model directory) with
+ * progress on stderr: a bar on a terminal, else a JSON log line per tenth.
+ * The models_pull result; the file's path in path. */
+int cli_model_pull(const char *name, const char *dir, char *path, size_t cap, char *msg,
+                   size_t msgcap);
 
 /* The service's backends (backends.c), from the environment:
  * DIARIST_DATA (default ./diarist-data) holds blobs/$AUDIO_BUCKET_NAME and

@@ -90,6 +90,27 @@ const char *cli_model_path(const char *flag) {
     return path;
 }
 
+const char *cli_service_model_path(const char *flag) {
+    const char *spec = flag && *flag ? flag : getenv("DIARIST_MODEL");
+    if (spec && *spec) return cli_model_path(spec);
+    static char path[4096];
+    char msg[2048];
+    int rc = models_resolve(CLI_SERVICE_MODEL, NULL, path, sizeof path, msg, sizeof msg);
+    if (rc == 0) return path;
+    if (rc == DI_ENOTFOUND) {
+        /* A fresh machine: fetch the default once, as the seed's first run did. */
+        di_log("info", "no model configured (DIARIST_MODEL): pulling %s, once", CLI_SERVICE_MODEL);
+        rc = cli_model_pull(CLI_SERVICE_MODEL, NULL, path, sizeof path, msg, sizeof msg);
+        if (rc == 0) return path;
+    }
+    fprintf(stderr,
+            "diarist: no model configured and the default (%s) could not be fetched: %s\n"
+            "diarist: set DIARIST_MODEL (or -m) to a whisper.cpp model file, or run "
+            "'diarist model pull %s' where the network allows\n",
+            CLI_SERVICE_MODEL, msg, CLI_SERVICE_MODEL);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);

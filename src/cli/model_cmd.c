@@ -83,12 +83,18 @@ static void on_progress(void *ud, uint64_t done, uint64_t total) {
            (unsigned long long)done, (unsigned long long)total);
 }
 
-static int pull(const char *name, const char *dir) {
+int cli_model_pull(const char *name, const char *dir, char *path, size_t cap, char *msg,
+                   size_t msgcap) {
     Progress p = {.name = name, .tty = isatty(STDERR_FILENO), .last_percent = -1};
     ModelsPullOptions opt = {.progress = on_progress, .progress_ud = &p};
-    char path[4096], msg[2048];
-    int rc = models_pull(name, NULL, dir, &opt, path, sizeof path, msg, sizeof msg);
+    int rc = models_pull(name, NULL, dir, &opt, path, cap, msg, msgcap);
     if (p.tty && p.last_percent >= 0) fputc('\n', stderr);
+    return rc;
+}
+
+static int pull(const char *name, const char *dir) {
+    char path[4096], msg[2048];
+    int rc = cli_model_pull(name, dir, path, sizeof path, msg, sizeof msg);
     if (rc) {
         fprintf(stderr, "diarist model pull: %s\n", msg);
         return rc == DI_EINVAL ? 2 : 1;

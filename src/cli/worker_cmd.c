@@ -23,7 +23,8 @@ static void usage(FILE *f) {
             "Takes jobs from the queue under $DIARIST_DATA (see 'diarist serve') and\n"
             "transcribes them, then writes the diary note. SIGTERM or Ctrl-C stops taking\n"
             "work, finishes the jobs in hand and exits 0.\n\n"
-            "  -m, --model PATH|NAME   Whisper model (default $DIARIST_MODEL)\n"
+            "  -m, --model PATH|NAME   Whisper model (default $DIARIST_MODEL, else " CLI_SERVICE_MODEL ",\n"
+            "                          downloaded into the model directory on first start)\n"
             "  -n, --workers N         concurrent jobs, each with its own engine state (1)\n"
             "  -t, --threads N         engine threads per job (default: cores / workers)\n"
             "  -l, --language CODE     spoken language, or 'auto'\n"
@@ -101,12 +102,8 @@ static int worker_main(int argc, char **argv, int with_api) {
         usage(stderr);
         return 2;
     }
-    const char *model_path = cli_model_path(model_flag);
-    if (!model_path) {
-        fprintf(stderr, "diarist worker: no model: pass -m PATH|NAME or set DIARIST_MODEL "
-                        "(see diarist model pull)\n");
-        return 2;
-    }
+    const char *model_path = cli_service_model_path(model_flag);
+    if (!model_path) return 1;
     /* Each job gets its share of the cores unless told otherwise. */
     if (!threads) threads = cli_default_threads() / cfg.n_workers;
     cfg.n_threads = threads > 0 ? threads : 1;
