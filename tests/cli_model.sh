@@ -96,4 +96,24 @@ check "missing file exits 1" test $? -eq 1
 check "missing file names the URL and status" grep -q "$base/ggml-tiny.bin answered HTTP 404" "$tmp/e"
 check "missing file leaves no file" empty_dir "$tmp/other"
 
+# The service's first start with no model configured pulls base.en, with
+# progress, and refuses to start on a file that is not it.
+unset DIARIST_MODEL
+svc_env=(env DIARIST_DATA="$tmp/data" API_HOST=127.0.0.1 API_PORT=0)
+DIARIST_MODEL_BASE_URL=$base "${svc_env[@]}" "$bin" run >"$tmp/out" 2>"$tmp/e"
+check "first start with a wrong file exits 1" test $? -eq 1
+check "first start pulls base.en with progress" grep -q '"msg":"progress: base.en 100%' "$tmp/e"
+check "first start explains the checksum mismatch" grep -q "checksum mismatch" "$tmp/e"
+check "first start leaves no model file" empty_dir "$DIARIST_MODEL_DIR"
+DIARIST_MODEL_BASE_URL=http://127.0.0.1:9 "${svc_env[@]}" "$bin" worker >"$tmp/out" 2>"$tmp/e"
+check "offline first start exits 1" test $? -eq 1
+check "offline first start names DIARIST_MODEL and model pull" \
+    grep -q "set DIARIST_MODEL (or -m) .*'diarist model pull base.en'" "$tmp/e"
+# Pulled once, the default is used as it is, without the network.
+cp "$shared/golden/ggml-micro-synthetic.en.bin" "$DIARIST_MODEL_DIR/ggml-base.en.bin"
+DIARIST_MODEL_BASE_URL=http://127.0.0.1:9 "${svc_env[@]}" timeout --preserve-status -s TERM 5 "$bin" worker \
+    >"$tmp/out" 2>"$tmp/e"
+check "a pulled default starts the worker offline (stopped by SIGTERM, exit 0)" test $? -eq 0
+check "the worker loaded the pulled default" grep -q "ggml-base.en.bin" "$tmp/e"
+
 finish cli_model
