@@ -146,13 +146,21 @@ static void test_abort_and_crash(void **state) {
     /* Its temp file is there, but no key can name it. */
     assert_int_equal(count_entries(tu_tmp("s2/uploads/j"), STORE_TEMP_PREFIX), 1);
 
-    /* A young temp file survives a sweep with an age limit; age 0 takes it. */
+    /* A live writer's young temp file survives a sweep with an age limit;
+     * the dead child's goes at once, with the directory it emptied. */
+    StoreWriter *live;
+    assert_int_equal(store_open_write(st, "uploads/k/c.wav", &live, msg, sizeof msg), 0);
+    assert_int_equal(store_write(live, "RIFF", 4, msg, sizeof msg), 0);
     int removed = -1;
     assert_int_equal(store_sweep_temp(st, 3600, &removed, msg, sizeof msg), 0);
-    assert_int_equal(removed, 0);
+    assert_int_equal(removed, 1);
+    assert_int_equal(count_entries(tu_tmp("s2/uploads"), "j"), 0);
+    assert_int_equal(count_entries(tu_tmp("s2/uploads/k"), STORE_TEMP_PREFIX), 1);
+    /* Age 0 takes every temp file, the live writer's too. */
     assert_int_equal(store_sweep_temp(st, 0, &removed, msg, sizeof msg), 0);
     assert_int_equal(removed, 1);
-    assert_int_equal(count_entries(tu_tmp("s2/uploads/j"), ""), 0);
+    assert_int_equal(count_entries(tu_tmp("s2"), "uploads"), 0);
+    store_abort(live);
     store_close(st);
 }
 

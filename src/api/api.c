@@ -16,6 +16,9 @@
 #include <string.h>
 
 #define MAX_STATUS 600
+/* A temp blob untouched this long belongs to no live upload (idle
+ * connections close after timeout_s). */
+#define API_SWEEP_AGE_S 3600
 
 struct Api {
     ApiConfig cfg;
@@ -524,6 +527,14 @@ int api_start(const ApiConfig *cfg, Api **out, char *msg, size_t cap) {
     } else {
         return di_fail(msg, cap, DI_EINVAL, "API_HOST %s is not an IP address", cfg->host);
     }
+    /* Uploads cut short by a crash (kill -9, power) left temp files that no
+     * key names; their writers are gone, so nothing half-written stays. */
+    int swept = 0;
+    char why[256];
+    if (store_sweep_temp(cfg->store, API_SWEEP_AGE_S, &swept, why, sizeof why))
+        di_log("warn", "sweep of unfinished uploads failed: %s", why);
+    else if (swept)
+        di_log("info", "removed %d unfinished uploads left by a crash", swept);
     Api *api = calloc(1, sizeof *api);
     if (!api) return di_fail(msg, cap, DI_ENOMEM, "out of memory");
     api->cfg = *cfg;

@@ -14,6 +14,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,12 +405,30 @@ static pthread_mutex_t sweep_lock = PTHREAD_MUTEX_INITIALIZER;
 static double sweep_cutoff;
 static int sweep_count;
 
+static char sweep_root[PATH_MAX];
+
+/* Whether the process that named a temp file (STORE_TEMP_PREFIX<pid>.<rnd>)
+ * is gone: its write can never commit. The data directory belongs to one
+ * machine, so the pid means something here. */
+static int writer_dead(const char *name) {
+    char *end;
+    long pid = strtol(name + strlen(STORE_TEMP_PREFIX), &end, 10);
+    if (pid <= 0 || *end != '.' || pid == (long)getpid()) return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
 static int sweep_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    /* Directories come after their contents (FTW_DEPTH): one emptied by the
+     * sweep goes too, so a crashed upload leaves no "uploads/{id}/". */
+    if (flag == FTW_DP) {
+        if (sweep_count && strcmp(path, sweep_root) != 0) rmdir(path);
+        return 0;
+    }
     if (flag != FTW_F || !S_ISREG(sb->st_mode)) return 0;
     const char *name = path + ftw->base;
     if (strncmp(name, STORE_TEMP_PREFIX, strlen(STORE_TEMP_PREFIX)) != 0) return 0;
     double mtime = (double)sb->st_mtim.tv_sec + sb->st_mtim.tv_nsec * 1e-9;
-    if (mtime <= sweep_cutoff && unlink(path) == 0) sweep_count++;
+    if ((mtime <= sweep_cutoff || writer_dead(name)) && unlink(path) == 0) sweep_count++;
     return 0;
 }
 
@@ -420,7 +439,8 @@ static int fs_sweep_temp(void *state, double min_age_s, int *removed, char *msg,
     pthread_mutex_lock(&sweep_lock);
     sweep_cutoff = (double)now.tv_sec + now.tv_nsec * 1e-9 - min_age_s;
     sweep_count = 0;
-    int rc = nftw(fs->root, sweep_entry, 16, FTW_PHYS);
+    snprintf(sweep_root, sizeof sweep_root, "%s", fs->root);
+    int rc = nftw(fs->root, sweep_entry, 16, FTW_PHYS | FTW_DEPTH);
     *removed = sweep_count;
     pthread_mutex_unlock(&sweep_lock);
     if (rc != 0) return di_fail(msg, cap, DI_EIO, "store: sweep of '%.200s' failed", fs->root);

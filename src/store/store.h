@@ -79,7 +79,9 @@ int store_delete(Store *st, const char *key, char *msg, size_t cap);
  * The prefix is checked like a key, except that it may end with '/'. */
 int store_delete_prefix(Store *st, const char *prefix, char *msg, size_t cap);
 /* Removes temp files of writes that never committed and are older than
- * min_age_s seconds (0 = all: only safe when no writer is running).
+ * min_age_s seconds (0 = all: only safe when no writer is running), and
+ * at once those whose writing process has died (the fs backend's temp
+ * names carry the writer's pid).
  * *removed (may be NULL) gets how many. Backends without temp files do
  * nothing. */
 int store_sweep_temp(Store *st, double min_age_s, int *removed, char *msg, size_t cap);
