@@ -40,6 +40,11 @@ for _ in $(seq 1 120); do
     sleep 0.5
 done
 check "job reaches completed" test "$state" = completed
+curl -s "$url/metrics" >"$tmp/metrics.txt"
+check "metrics count the job's audio and stages" bash -c "grep -qx 'diarist_audio_seconds_total 11' '$tmp/metrics.txt' &&
+    grep -qx 'diarist_stage_seconds_count{stage=\"transcribing\"} 1' '$tmp/metrics.txt' && grep -qE '^diarist_realtime_factor ([1-9]|0\.0*[1-9])' '$tmp/metrics.txt'"
+check "a callback_url that is not http(s) is refused with 400" test "$(curl -s -o /dev/null -w '%{http_code}' \
+    -F "file=@$shared/samples/jfk.wav" -F callback_url=ftp://example.com/x "$url/upload-audio/")" = 400
 curl -s "$url/status/$id" >"$tmp/status.json"
 check "status has exactly the seed's fields" python3 - "$tmp/status.json" "$id" <<'PY'
 import json, sys
@@ -92,13 +97,15 @@ status() { curl -s "$url/status/$id" | python3 -c 'import json,sys; print(json.l
 for _ in $(seq 1 100); do [ "$(status)" = transcribing ] && break; sleep 0.1; done
 check "job is transcribing before the crash" test "$(status)" = transcribing
 kill -9 "$pid"; wait "$pid" 2>/dev/null
-"$bin" worker -m "$model" -n 1 --visibility 3 2>>"$tmp/log" &
+"$bin" worker -m "$model" -n 1 --visibility 3 --metrics-port $((API_PORT + 1)) 2>>"$tmp/log" &
 pid=$!
 state=""
 for _ in $(seq 1 240); do
     state=$(status); [ "$state" = completed ] || [ "$state" = error ] && break; sleep 0.5
 done
 check "a new worker completes the job after the crash" test "$state" = completed
+check "a lone worker serves its own /metrics" bash -c "sleep 0.5; curl -s http://127.0.0.1:$((API_PORT + 1))/metrics |
+    grep -qx 'diarist_jobs_finished_total{state=\"completed\"} 1'"
 check "exactly one note and no message left" python3 - "$DIARIST_DATA/diarist.db" "$id" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])

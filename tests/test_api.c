@@ -457,6 +457,26 @@ static void test_not_found(void **state) {
     resp_free(&r);
 }
 
+/* An audio upload with a callback_url part. */
+static void upload_with_callback(const char *callback, Resp *r) {
+    size_t n;
+    void *wav = tu_read(tu_shared("samples/jfk.wav"), &n);
+    assert_non_null(wav);
+    CURL *dummy = curl_easy_init();
+    curl_mime *mime = curl_mime_init(dummy);
+    curl_mimepart *part = curl_mime_addpart(mime);
+    curl_mime_name(part, "file");
+    curl_mime_filename(part, "cb.wav");
+    curl_mime_data(part, wav, n);
+    part = curl_mime_addpart(mime);
+    curl_mime_name(part, "callback_url");
+    curl_mime_data(part, callback, CURL_ZERO_TERMINATED);
+    perform(g_api, "POST", "/upload-audio/", mime, NULL, r);
+    curl_mime_free(mime);
+    curl_easy_cleanup(dummy);
+    free(wav);
+}
+
 static void test_bad_uploads(void **state) {
     (void)state;
     long files = count_files();
@@ -485,6 +505,23 @@ static void test_bad_uploads(void **state) {
     assert_non_null(jstr(j, "detail"));
     json_decref(j);
     resp_free(&r);
+
+    /* A callback that is not http(s), or too long, is refused up front. */
+    char *long_url = malloc(3000);
+    assert_non_null(long_url);
+    memset(long_url, 'a', 2999);
+    memcpy(long_url, "http://x/", 9);
+    long_url[2999] = 0;
+    const char *bad[] = {"ftp://example.com/hook", "file:///etc/passwd", "not a url", long_url};
+    for (int i = 0; i < 4; i++) {
+        upload_with_callback(bad[i], &r);
+        assert_int_equal(r.code, 400);
+        j = parse(&r);
+        assert_non_null(strstr(jstr(j, "detail"), "callback_url"));
+        json_decref(j);
+        resp_free(&r);
+    }
+    free(long_url);
 
     assert_int_equal(count_files(), files);
     assert_int_equal(count_jobs(), jobs);
@@ -564,6 +601,10 @@ static void test_health_and_metrics(void **state) {
     assert_non_null(strstr(r.body, "diarist_queue_messages{state=\"visible\"} 0\n"));
     assert_non_null(strstr(r.body, "diarist_http_requests_total{code=\"200\"} "));
     assert_non_null(strstr(r.body, "diarist_http_requests_total{code=\"404\"} "));
+    /* The process's registry follows (the workers' figures in `diarist run`). */
+    assert_non_null(strstr(r.body, "\ndiarist_stage_seconds_count{stage=\"transcribing\"} "));
+    assert_non_null(strstr(r.body, "\ndiarist_realtime_factor "));
+    assert_non_null(strstr(r.body, "\ndiarist_callbacks_total{result=\"delivered\"} "));
     resp_free(&r);
 }
 

@@ -4,6 +4,7 @@
 #include "api/api.h"
 
 #include "core/core.h"
+#include "metrics/metrics.h"
 #include "output/output.h"
 
 #include <arpa/inet.h>
@@ -11,9 +12,11 @@
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_STATUS 600
 /* A temp blob untouched this long belongs to no live upload (idle
@@ -25,16 +28,34 @@ struct Api {
     struct MHD_Daemon *daemon;
     int port;
     uint64_t answers[MAX_STATUS]; /* by HTTP status, updated atomically */
+    /* Requests waiting for a synchronous job (Req.next), the one thread
+     * that watches their jobs, and the lock over both. */
+    pthread_mutex_t wlock;
+    pthread_cond_t wake;
+    struct Req *waits;
+    pthread_t waiter;
+    int waiter_started;
+    int stopping;
 };
 
 /* One request, from its first call to its completion. */
-typedef struct {
+typedef struct Req {
     double t0;
     unsigned status;
     char method[16];
     char path[256];
-    int upload; /* POST /upload-audio/ */
+    int upload; /* POST /upload-audio/ or /v1/audio/transcriptions */
     ApiUpload *up;
+    /* POST /v1/audio/transcriptions: its job, and the wait for it. */
+    int sync;
+    int waiting;     /* suspended (or resumed) in api->waits' care */
+    int outcome;     /* WAIT_*; set by the waiter before it resumes */
+    int job_ended;   /* the waiter's last look found the job finished */
+    double deadline; /* di_now() after which the wait is a 504 */
+    char job_id[40];
+    char format[16];
+    struct MHD_Connection *conn;
+    struct Req *next;
 } Req;
 
 /* ---- Config --------------------------------------------------------------- */
@@ -46,6 +67,7 @@ void api_config_defaults(ApiConfig *cfg) {
     cfg->max_upload_bytes = (uint64_t)API_DEFAULT_MAX_UPLOAD_MB << 20;
     cfg->threads = API_DEFAULT_THREADS;
     cfg->timeout_s = API_DEFAULT_TIMEOUT_S;
+    cfg->sync_timeout_s = API_DEFAULT_SYNC_TIMEOUT_S;
 }
 
 static int env_long(const char *name, long lo, long hi, long *out, char *msg, size_t cap) {
@@ -78,6 +100,8 @@ int api_config_from_env(ApiConfig *cfg, char *msg, size_t cap) {
     if (rc) cfg->threads = (int)v;
     if ((rc = env_long("DIARIST_API_TIMEOUT_S", 1, 86400, &v, msg, cap)) < 0) return rc;
     if (rc) cfg->timeout_s = (unsigned)v;
+    if ((rc = env_long("DIARIST_SYNC_TIMEOUT_S", 1, 86400, &v, msg, cap)) < 0) return rc;
+    if (rc) cfg->sync_timeout_s = (unsigned)v;
     return 0;
 }
 
@@ -200,34 +224,9 @@ static enum MHD_Result get_result(Api *api, Req *rq, struct MHD_Connection *c, c
     Job job;
     enum MHD_Result ret;
     if (!load_job(api, rq, c, id, &job, &ret)) return ret;
-    json_t *o = json_object();
-    json_object_set_new(o, "job_id", json_string(job.job_id));
-    json_object_set_new(o, "status", json_string(job_state_name(job.state)));
-    if (job.state == JOB_ERROR) {
-        /* The seed hid the reason behind "not yet complete"; diarist tells it. */
-        json_object_set_new(o, "error", json_string(job.error ? job.error : "unknown error"));
-    } else if (job.state != JOB_COMPLETED) {
-        json_object_set_new(o, "message", json_string("Processing not yet complete"));
-    } else {
-        json_object_set_new(o, "transcription",
-                            json_string(job.transcription ? job.transcription : ""));
-        if (job.note_markdown) {
-            json_object_set_new(o, "diary_note", json_string(job.note_markdown));
-        } else {
-            json_object_set_new(o, "message", json_string("Note generation pending"));
-            if (job.note_error) json_object_set_new(o, "note_error", json_string(job.note_error));
-        }
-        if (job.language) json_object_set_new(o, "language", json_string(job.language));
-        json_object_set_new(o, "duration", json_real(job.duration));
-        json_t *doc = job.segments_json ? json_loads(job.segments_json, 0, NULL) : NULL;
-        json_t *segs = segments_of(doc);
-        json_object_set_new(o, "segments", segs ? json_incref(segs) : json_array());
-        json_decref(doc);
-        json_t *note = job.note_json ? json_loads(job.note_json, 0, NULL) : NULL;
-        if (note) json_object_set_new(o, "note", note);
-    }
+    char *body = meta_job_result_json(&job);
     meta_job_free(&job);
-    return send_json(rq, c, 200, o);
+    return send_body(rq, c, 200, "application/json", body, NULL);
 }
 
 static char *dup_json_str(json_t *v) {
@@ -330,6 +329,218 @@ static enum MHD_Result delete_job(Api *api, Req *rq, struct MHD_Connection *c, c
     return send_json(rq, c, 200, json_pack("{s:s, s:b}", "job_id", id, "deleted", 1));
 }
 
+/* ---- Synchronous transcriptions ------------------------------------------ */
+
+/* How a wait for a synchronous job ended. */
+enum { WAIT_PENDING, WAIT_ENDED, WAIT_TIMED_OUT, WAIT_STOPPED };
+
+/* How often the waiter looks at the waiting jobs: short next to a
+ * transcription, long enough that a few hundred waits cost little. */
+#define SYNC_POLL_S 0.15
+
+static int is_sync_path(const char *url) {
+    return !strcmp(url, "/v1/audio/transcriptions");
+}
+
+/* Adds OpenAI's error object beside the project's detail, so clients of
+ * either API find the reason where they look. Takes body; NULL stays NULL. */
+static char *with_openai_error(unsigned status, char *body) {
+    json_t *o = body ? json_loads(body, 0, NULL) : NULL;
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return body;
+    }
+    json_t *detail = json_object_get(o, "detail");
+    const char *text = json_string_value(detail);
+    const char *param = NULL;
+    if (json_is_array(detail)) {
+        /* FastAPI's 422: [{"loc": ["body", "file"], "msg": ...}] */
+        json_t *first = json_array_get(detail, 0);
+        text = json_string_value(json_object_get(first, "msg"));
+        param = json_string_value(json_array_get(json_object_get(first, "loc"), 1));
+    }
+    json_t *err =
+        json_pack("{s:s, s:s, s:s?, s:n}", "message", text ? text : "", "type",
+                  status >= 500 ? "server_error" : "invalid_request_error", "param", param, "code");
+    char *out = err && !json_object_set_new(o, "error", err) ? json_dumps(o, 0) : NULL;
+    json_decref(o);
+    if (!out) return body;
+    free(body);
+    return out;
+}
+
+static enum MHD_Result send_sync_error(Req *rq, struct MHD_Connection *c, unsigned status,
+                                       const char *text) {
+    return send_body(rq, c, status, "application/json",
+                     with_openai_error(status, api_detail_json(text)), NULL);
+}
+
+/* An upload's answer; the transcription endpoint's refusals get OpenAI's
+ * error object too. */
+static enum MHD_Result send_upload(Req *rq, struct MHD_Connection *c, unsigned status, char *body) {
+    if (rq->sync && status != 200) body = with_openai_error(status, body);
+    return send_body(rq, c, status, "application/json", body, NULL);
+}
+
+/* Parks the connection (no request thread is held) until the waiter sees
+ * the job end, the wait run out, or the API stop. */
+static enum MHD_Result sync_wait(Api *api, Req *rq, struct MHD_Connection *c) {
+    pthread_mutex_lock(&api->wlock);
+    if (api->stopping) {
+        pthread_mutex_unlock(&api->wlock);
+        char d[160];
+        snprintf(d, sizeof d, "The service is stopping; job %s stays queued: poll /status/%s",
+                 rq->job_id, rq->job_id);
+        return send_sync_error(rq, c, 503, d);
+    }
+    rq->waiting = 1;
+    rq->outcome = WAIT_PENDING;
+    rq->conn = c;
+    rq->deadline = di_now() + api->cfg.sync_timeout_s;
+    rq->next = api->waits;
+    api->waits = rq;
+    /* Suspended under the lock, so the waiter never resumes it first. */
+    MHD_suspend_connection(c);
+    pthread_cond_signal(&api->wake);
+    pthread_mutex_unlock(&api->wlock);
+    return MHD_YES;
+}
+
+/* The upload is complete: store and queue the job, then wait for it. */
+static enum MHD_Result sync_start(Api *api, Req *rq, struct MHD_Connection *c) {
+    char *body;
+    unsigned st = api_upload_finish(rq->up, &body);
+    if (st != 200) return send_upload(rq, c, st, body);
+    free(body);
+    snprintf(rq->job_id, sizeof rq->job_id, "%s", api_upload_job_id(rq->up));
+    snprintf(rq->format, sizeof rq->format, "%s", api_upload_format(rq->up));
+    return sync_wait(api, rq, c);
+}
+
+/* Deletes the answered job: it is someone's diary, and the client has no
+ * job id to delete it with. */
+static void sync_forget(Api *api, const char *id) {
+    char prefix[64], msg[512];
+    snprintf(prefix, sizeof prefix, "uploads/%s/", id);
+    if (store_delete_prefix(api->cfg.store, prefix, msg, sizeof msg) ||
+        meta_delete(api->cfg.meta, id, msg, sizeof msg))
+        di_log("error", "job %s: cannot delete the answered job: %s", id, msg);
+}
+
+/* A failure in what the client sent (not audio, options the model cannot
+ * honour) rather than in the service; the worker's reasons start so. */
+static int client_fault(const char *reason) {
+    return reason && (!strncmp(reason, "cannot read the audio", 21) ||
+                      !strncmp(reason, "invalid options", 15));
+}
+
+static enum MHD_Result sync_render(Req *rq, struct MHD_Connection *c, const Job *job) {
+    OutFormat fmt = OUT_JSON;
+    output_format_parse(rq->format, &fmt); /* checked at upload */
+    WhisperResult r;
+    char msg[256], *text = NULL;
+    int rc = result_from_job(job, &r);
+    if (!rc) rc = output_render(&r, fmt, "transcribe", &text, msg, sizeof msg);
+    whisper_result_free(&r);
+    if (rc) return send_sync_error(rq, c, 500, "Could not render the transcript");
+    return send_body(rq, c, 200, content_type_of(fmt), text, NULL);
+}
+
+/* The connection is back from the waiter: answer from the job record. */
+static enum MHD_Result sync_answer(Api *api, Req *rq, struct MHD_Connection *c) {
+    char d[256], msg[512];
+    if (rq->outcome != WAIT_ENDED) {
+        int timed_out = rq->outcome == WAIT_TIMED_OUT;
+        if (timed_out)
+            snprintf(d, sizeof d,
+                     "The transcription did not finish within %u s; job %s goes on: poll "
+                     "/status/%s",
+                     api->cfg.sync_timeout_s, rq->job_id, rq->job_id);
+        else
+            snprintf(d, sizeof d, "The service is stopping; job %s stays queued: poll /status/%s",
+                     rq->job_id, rq->job_id);
+        return send_sync_error(rq, c, timed_out ? 504 : 503, d);
+    }
+    Job job;
+    int rc = meta_get(api->cfg.meta, rq->job_id, &job, msg, sizeof msg);
+    if (rc) {
+        di_log("error", "job %s: %s", rq->job_id, msg);
+        return send_sync_error(rq, c, 500,
+                               rc == DI_ENOTFOUND ? "The job was deleted before it finished"
+                                                  : "Could not read the job record");
+    }
+    enum MHD_Result ret;
+    if (job.state == JOB_COMPLETED) {
+        ret = sync_render(rq, c, &job);
+    } else {
+        const char *why = job.error ? job.error : "The transcription failed";
+        ret = send_sync_error(rq, c, client_fault(job.error) ? 400 : 500, why);
+    }
+    meta_job_free(&job);
+    sync_forget(api, rq->job_id);
+    return ret;
+}
+
+/* Whether the job has finished (or vanished); errors read as not yet. */
+static int job_ended(Api *api, const char *id) {
+    Job job = {0};
+    char msg[512];
+    int rc = meta_get(api->cfg.meta, id, &job, msg, sizeof msg);
+    int ended =
+        rc == DI_ENOTFOUND || (!rc && (job.state == JOB_COMPLETED || job.state == JOB_ERROR));
+    if (rc && rc != DI_ENOTFOUND) di_log("warn", "job %s: %s", id, msg);
+    meta_job_free(&job);
+    return ended;
+}
+
+/* Resumes, and forgets, each wait that has an outcome. Under wlock. After
+ * MHD_resume_connection the Req belongs to its request thread again. */
+static void resume_decided(Api *api, double now) {
+    for (Req **p = &api->waits; *p;) {
+        Req *r = *p;
+        if (r->job_ended)
+            r->outcome = WAIT_ENDED;
+        else if (api->stopping)
+            r->outcome = WAIT_STOPPED;
+        else if (now >= r->deadline)
+            r->outcome = WAIT_TIMED_OUT;
+        if (r->outcome == WAIT_PENDING) {
+            p = &r->next;
+            continue;
+        }
+        *p = r->next;
+        MHD_resume_connection(r->conn);
+    }
+}
+
+/* The one thread that watches every waiting job. Only it removes waits, and
+ * request threads only push new ones at the head, so the list from a head
+ * taken under the lock can be walked without it while meta answers. */
+static void *waiter_main(void *arg) {
+    Api *api = arg;
+    pthread_mutex_lock(&api->wlock);
+    while (!api->stopping) {
+        if (!api->waits) {
+            pthread_cond_wait(&api->wake, &api->wlock);
+            continue;
+        }
+        Req *head = api->waits;
+        pthread_mutex_unlock(&api->wlock);
+        for (Req *r = head; r; r = r->next)
+            r->job_ended = job_ended(api, r->job_id);
+        pthread_mutex_lock(&api->wlock);
+        resume_decided(api, di_now());
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)(SYNC_POLL_S * 1e9);
+        if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+        if (!api->stopping) pthread_cond_timedwait(&api->wake, &api->wlock, &until);
+    }
+    resume_decided(api, di_now()); /* stopping: every wait ends now */
+    pthread_mutex_unlock(&api->wlock);
+    return NULL;
+}
+
 /* ---- Service endpoints ---------------------------------------------------- */
 
 static enum MHD_Result get_ready(Api *api, Req *rq, struct MHD_Connection *c) {
@@ -376,6 +587,11 @@ static enum MHD_Result get_metrics(Api *api, Req *rq, struct MHD_Connection *c) 
 #undef EMIT
     if (len >= cap) len = cap - 1; /* cannot happen with ~80 codes in use */
     t[len] = 0;
+    /* The workers' figures: all of them in `diarist run`, none in an API alone. */
+    if (metrics_render(&t, &len, &cap)) {
+        free(t);
+        return send_body(rq, c, 500, NULL, NULL, NULL);
+    }
     return send_body(rq, c, 200, "text/plain; version=0.0.4; charset=utf-8", t, NULL);
 }
 
@@ -402,7 +618,7 @@ static enum MHD_Result route(Api *api, Req *rq, struct MHD_Connection *c, const 
         return send_json(rq, c, 200,
                          json_pack("{s:s}", "message", "Audio Transcription API is running"));
     }
-    if (is_upload_path(url)) return not_allowed(rq, c, "POST");
+    if (is_upload_path(url) || is_sync_path(url)) return not_allowed(rq, c, "POST");
     if (!strcmp(url, "/healthz")) {
         if (!get) return not_allowed(rq, c, "GET");
         return send_json(rq, c, 200, json_pack("{s:s}", "status", "ok"));
@@ -444,15 +660,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         snprintf(rq->method, sizeof rq->method, "%s", method);
         snprintf(rq->path, sizeof rq->path, "%s", url);
         *con_cls = rq;
-        if (!strcmp(method, "POST") && is_upload_path(url)) {
+        rq->sync = !strcmp(method, "POST") && is_sync_path(url);
+        if (rq->sync || (!strcmp(method, "POST") && is_upload_path(url))) {
             rq->upload = 1;
-            rq->up = api_upload_new(&api->cfg, c);
+            rq->up = api_upload_new(&api->cfg, c, rq->sync);
             if (!rq->up) return MHD_NO;
             /* Refused before the body (declared too large): answer now. */
             if (api_upload_refused(rq->up)) {
                 char *body;
                 unsigned st = api_upload_finish(rq->up, &body);
-                return send_body(rq, c, st, "application/json", body, NULL);
+                return send_upload(rq, c, st, body);
             }
         }
         return MHD_YES;
@@ -471,10 +688,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (rq->upload && api_upload_refused(rq->up)) {
             char *body;
             unsigned st = api_upload_finish(rq->up, &body);
-            send_body(rq, c, st, "application/json", body, NULL);
+            send_upload(rq, c, st, body);
         }
         return MHD_YES;
     }
+    if (rq->sync) return rq->waiting ? sync_answer(api, rq, c) : sync_start(api, rq, c);
     if (rq->upload) {
         char *body;
         unsigned st = api_upload_finish(rq->up, &body);
@@ -514,7 +732,8 @@ int api_start(const ApiConfig *cfg, Api **out, char *msg, size_t cap) {
                        "api_start: port, threads, size limit or timeout out of range");
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
+    /* Suspend/resume lets a synchronous transcription wait without a thread. */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME;
     struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, cfg->host, &v4->sin_addr) == 1) {
@@ -538,6 +757,9 @@ int api_start(const ApiConfig *cfg, Api **out, char *msg, size_t cap) {
     Api *api = calloc(1, sizeof *api);
     if (!api) return di_fail(msg, cap, DI_ENOMEM, "out of memory");
     api->cfg = *cfg;
+    if (!api->cfg.sync_timeout_s) api->cfg.sync_timeout_s = API_DEFAULT_SYNC_TIMEOUT_S;
+    pthread_mutex_init(&api->wlock, NULL);
+    pthread_cond_init(&api->wake, NULL);
     api->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, api, MHD_OPTION_SOCK_ADDR, &ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -550,6 +772,11 @@ int api_start(const ApiConfig *cfg, Api **out, char *msg, size_t cap) {
                        cfg->host, cfg->port);
     }
     api->port = info->port;
+    if (pthread_create(&api->waiter, NULL, waiter_main, api)) {
+        api_stop(api);
+        return di_fail(msg, cap, DI_ENOMEM, "cannot start the API's waiter thread");
+    }
+    api->waiter_started = 1;
     *out = api;
     return 0;
 }
@@ -560,6 +787,15 @@ int api_port(const Api *api) {
 
 void api_stop(Api *api) {
     if (!api) return;
+    /* Waiting requests are resumed first: MHD cannot stop with a suspended
+     * connection. Their answers race the shutdown; their jobs stay. */
+    pthread_mutex_lock(&api->wlock);
+    api->stopping = 1;
+    pthread_cond_signal(&api->wake);
+    pthread_mutex_unlock(&api->wlock);
+    if (api->waiter_started) pthread_join(api->waiter, NULL);
     if (api->daemon) MHD_stop_daemon(api->daemon);
+    pthread_cond_destroy(&api->wake);
+    pthread_mutex_destroy(&api->wlock);
     free(api);
 }

@@ -1,13 +1,20 @@
-/* POST /upload-audio/: the multipart body is parsed by libmicrohttpd's post
- * processor and the `file` part streamed into a StoreWriter as it arrives.
- * Only the first 4 KiB are held, long enough to tell plainly non-audio
- * bytes from audio (audio_sniff) before anything is written. */
+/* POST /upload-audio/ and POST /v1/audio/transcriptions: the multipart
+ * body is parsed by libmicrohttpd's post processor and the `file` part
+ * streamed into a StoreWriter as it arrives. Only the first 4 KiB are held,
+ * long enough to tell plainly non-audio bytes from audio (audio_sniff)
+ * before anything is written. The transcription endpoint's text fields
+ * (model, language, prompt, response_format, temperature) are collected
+ * with size caps, checked before the job is committed, and passed to the
+ * worker as the message's "options". */
 #include "api/api.h"
 
 #include "audio/audio.h"
 #include "core/core.h"
+#include "output/output.h"
 
+#include <ctype.h>
 #include <jansson.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +23,9 @@
 #define SNIFF_BYTES 4096
 #define NAME_MAX_BYTES 1024
 #define CALLBACK_MAX_BYTES 2048
+/* OpenAI caps the prompt at 224 tokens; 4 KiB of text is well above that. */
+#define PROMPT_MAX_BYTES 4096
+#define SMALL_FIELD_BYTES 64
 /* Room for multipart boundaries and part headers around the file itself. */
 #define MULTIPART_SLACK (1u << 20)
 
@@ -27,6 +37,19 @@ struct ApiUpload {
     char key[STORE_KEY_MAX + 1];
     char callback[CALLBACK_MAX_BYTES + 1];
     size_t callback_len;
+    int sync; /* POST /v1/audio/transcriptions: collect and check its fields */
+    char model[SMALL_FIELD_BYTES + 1];
+    size_t model_len;
+    char language[SMALL_FIELD_BYTES + 1];
+    size_t language_len;
+    char format[SMALL_FIELD_BYTES + 1];
+    size_t format_len;
+    char temperature[SMALL_FIELD_BYTES + 1];
+    size_t temperature_len;
+    char prompt[PROMPT_MAX_BYTES + 1];
+    size_t prompt_len;
+    double temp_value; /* temperature, once checked */
+
     int file_parts; /* `file` parts seen; only the first one is kept */
     int file_has_name;
     unsigned char head[SNIFF_BYTES];
@@ -109,6 +132,36 @@ static void file_bytes(ApiUpload *u, const char *data, size_t n) {
     }
 }
 
+/* Appends a piece of a text field; a field over its cap is refused rather
+ * than cut, since a cut prompt or language would silently change the job. */
+static void append_field(ApiUpload *u, const char *key, char *buf, size_t cap, size_t *len,
+                         const char *data, size_t size) {
+    if (*len + size > cap) {
+        char d[128];
+        snprintf(d, sizeof d, "The form field `%s` is too long: the limit is %zu bytes", key, cap);
+        refuse(u, 400, d);
+        return;
+    }
+    memcpy(buf + *len, data, size);
+    *len += size;
+    buf[*len] = 0;
+}
+
+/* The transcription endpoint's fields; others (OpenAI's
+ * timestamp_granularities[], ...) are accepted and ignored. */
+static void sync_field(ApiUpload *u, const char *key, const char *data, size_t size) {
+    if (!strcmp(key, "model"))
+        append_field(u, key, u->model, SMALL_FIELD_BYTES, &u->model_len, data, size);
+    else if (!strcmp(key, "language"))
+        append_field(u, key, u->language, SMALL_FIELD_BYTES, &u->language_len, data, size);
+    else if (!strcmp(key, "response_format"))
+        append_field(u, key, u->format, SMALL_FIELD_BYTES, &u->format_len, data, size);
+    else if (!strcmp(key, "temperature"))
+        append_field(u, key, u->temperature, SMALL_FIELD_BYTES, &u->temperature_len, data, size);
+    else if (!strcmp(key, "prompt"))
+        append_field(u, key, u->prompt, PROMPT_MAX_BYTES, &u->prompt_len, data, size);
+}
+
 static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key,
                                const char *filename, const char *content_type,
                                const char *transfer_encoding, const char *data, uint64_t off,
@@ -131,14 +184,17 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
         memcpy(u->callback + u->callback_len, data, size);
         u->callback_len += size;
         u->callback[u->callback_len] = 0;
+    } else if (u->sync) {
+        sync_field(u, key, data, size);
     }
     return MHD_YES;
 }
 
-ApiUpload *api_upload_new(const ApiConfig *cfg, struct MHD_Connection *conn) {
+ApiUpload *api_upload_new(const ApiConfig *cfg, struct MHD_Connection *conn, int sync) {
     ApiUpload *u = calloc(1, sizeof *u);
     if (!u) return NULL;
     u->cfg = cfg;
+    u->sync = sync;
     if (new_job_id(u->job_id)) {
         refuse(u, 500, "Could not create a job id");
         return u;
@@ -167,6 +223,20 @@ unsigned api_upload_refused(const ApiUpload *u) {
     return u ? u->refused : 500;
 }
 
+/* The worker's options for a synchronous job: {"language", "prompt",
+ * "temperature", "note": false}, each only when asked for. Its client
+ * wants the transcript alone, so no diary note is made. */
+static char *sync_options(const ApiUpload *u) {
+    json_t *o = json_pack("{s:b}", "note", 0);
+    if (!o) return NULL;
+    if (u->language_len) json_object_set_new(o, "language", json_string(u->language));
+    if (u->prompt_len) json_object_set_new(o, "prompt", json_string(u->prompt));
+    if (u->temperature_len) json_object_set_new(o, "temperature", json_real(u->temp_value));
+    char *s = json_dumps(o, JSON_ENSURE_ASCII | JSON_SORT_KEYS);
+    json_decref(o);
+    return s;
+}
+
 /* The seed's queue body, with its separators; the name JSON-escaped as
  * Python's json.dumps does (ASCII only). */
 static char *queue_body(const ApiUpload *u) {
@@ -183,13 +253,15 @@ static char *queue_body(const ApiUpload *u) {
     json_t *path = json_string(u->key);
     char *n = name ? json_dumps(name, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
     char *p = path ? json_dumps(path, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
+    char *opt = u->sync ? sync_options(u) : NULL;
     char *body = NULL;
-    if (n && p &&
-        asprintf(&body, "{\"job_id\": \"%s\", \"file_path\": %s, \"file_name\": %s}", u->job_id, p,
-                 n) < 0)
+    if (n && p && (!u->sync || opt) &&
+        asprintf(&body, "{\"job_id\": \"%s\", \"file_path\": %s, \"file_name\": %s%s%s}", u->job_id,
+                 p, n, opt ? ", \"options\": " : "", opt ? opt : "") < 0)
         body = NULL;
     free(n);
     free(p);
+    free(opt);
     json_decref(name);
     json_decref(path);
     return body;
@@ -209,6 +281,43 @@ static unsigned missing_file(char **body, const char *type, const char *text) {
     return 422;
 }
 
+/* Checks the transcription endpoint's fields; 0, or a refusal (400). The
+ * model name is not checked: the server's own model always runs. */
+static int check_sync_fields(ApiUpload *u) {
+    if (u->format_len && strcmp(u->format, "json") && strcmp(u->format, "text") &&
+        strcmp(u->format, "srt") && strcmp(u->format, "verbose_json") && strcmp(u->format, "vtt")) {
+        refuse(u, 400, "Unknown response_format: use json, text, srt, verbose_json or vtt");
+        return -1;
+    }
+    if (u->temperature_len) {
+        char *end;
+        double t = strtod(u->temperature, &end);
+        while (isspace((unsigned char)*end))
+            end++;
+        if (end == u->temperature || *end || !isfinite(t) || t < 0 || t > 1) {
+            refuse(u, 400, "temperature must be a number from 0 to 1");
+            return -1;
+        }
+        u->temp_value = t;
+    }
+    /* Codes are lower case, as OpenAI's clients send them; "auto" or none
+     * detects the language. */
+    for (size_t i = 0; i < u->language_len; i++)
+        u->language[i] = (char)tolower((unsigned char)u->language[i]);
+    if (!strcmp(u->language, "auto")) u->language_len = 0, u->language[0] = 0;
+    if (u->language_len && !output_language_name(u->language)) {
+        refuse(u, 400, "Unknown language: use an ISO-639-1 code such as en, de or fr");
+        return -1;
+    }
+    json_t *prompt = u->prompt_len ? json_string(u->prompt) : NULL;
+    if (u->prompt_len && !prompt) {
+        refuse(u, 400, "The prompt is not valid UTF-8 text");
+        return -1;
+    }
+    json_decref(prompt);
+    return 0;
+}
+
 /* Commit, record, enqueue; each failure undoes the steps before it. */
 static unsigned commit_job(ApiUpload *u, char **body) {
     char msg[512];
@@ -225,7 +334,8 @@ static unsigned commit_job(ApiUpload *u, char **body) {
     job.file_name = u->name;
     job.file_path = u->key;
     job.state = JOB_QUEUED;
-    job.callback_url = u->callback_len ? u->callback : NULL;
+    /* A synchronous job is answered in place and deleted: no callback. */
+    job.callback_url = u->callback_len && !u->sync ? u->callback : NULL;
     if (meta_create(u->cfg->meta, &job, msg, sizeof msg)) {
         di_log("error", "upload %s: record: %s", u->job_id, msg);
         store_delete_prefix(u->cfg->store, prefix, msg, sizeof msg);
@@ -263,9 +373,22 @@ unsigned api_upload_finish(ApiUpload *u, char **body) {
         return missing_file(body, "value_error",
                             "Value error, Expected UploadFile, received: <class 'str'>");
     if (u->bytes == 0) return fail(body, 400, "The uploaded file is empty");
+    /* A URL cut at the buffer's end is longer than any accepted one. */
+    if (u->callback_len && !meta_callback_url_ok(u->callback))
+        return fail(body, 400, "callback_url must be an http:// or https:// URL of at most 2000 "
+                               "bytes, without spaces");
+    if (u->sync && check_sync_fields(u)) return fail(body, u->refused, u->detail);
     if (!u->w) start_blob(u); /* a file shorter than the sniff window */
     if (u->refused) return fail(body, u->refused, u->detail);
     return commit_job(u, body);
+}
+
+const char *api_upload_job_id(const ApiUpload *u) {
+    return u ? u->job_id : "";
+}
+
+const char *api_upload_format(const ApiUpload *u) {
+    return u && u->format_len ? u->format : "json";
 }
 
 void api_upload_free(ApiUpload *u) {

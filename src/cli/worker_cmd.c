@@ -1,6 +1,7 @@
 /* diarist worker: transcription workers on the service's backends. */
 #include "api/api.h"
 #include "cli/cli.h"
+#include "metrics/metrics.h"
 #include "worker/worker.h"
 
 #include <getopt.h>
@@ -31,10 +32,15 @@ static void usage(FILE *f) {
             "      --beam-size N       beam search with N beams (default greedy; the seed used 5)\n"
             "      --best-of N         candidates sampled at temperature > 0 (default 5)\n"
             "      --visibility S      lease on a job in seconds (default 300)\n"
-            "      --no-note           complete jobs without a diary note\n");
+            "      --no-note           complete jobs without a diary note\n"
+            "      --metrics-port P    serve GET /metrics (Prometheus text) on port P for this\n"
+            "                          process, bound to $DIARIST_METRICS_HOST (0.0.0.0); also\n"
+            "                          $DIARIST_METRICS_PORT. 'diarist run' has it on its API\n\n"
+            "A job uploaded with a callback_url gets its final JSON POSTed there, retried\n"
+            "for up to $DIARIST_CALLBACK_DEADLINE_S seconds (300).\n");
 }
 
-enum { OPT_BEAM = 256, OPT_BEST_OF, OPT_VIS, OPT_NO_NOTE };
+enum { OPT_BEAM = 256, OPT_BEST_OF, OPT_VIS, OPT_NO_NOTE, OPT_METRICS_PORT };
 
 static const struct option long_opts[] = {
     {"model", required_argument, 0, 'm'},
@@ -45,6 +51,7 @@ static const struct option long_opts[] = {
     {"best-of", required_argument, 0, OPT_BEST_OF},
     {"visibility", required_argument, 0, OPT_VIS},
     {"no-note", no_argument, 0, OPT_NO_NOTE},
+    {"metrics-port", required_argument, 0, OPT_METRICS_PORT},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0},
 };
@@ -58,7 +65,10 @@ static int bad_value(const char *opt, const char *value) {
 static int worker_main(int argc, char **argv, int with_api) {
     WorkerConfig cfg = worker_default_config();
     const char *model_flag = NULL;
-    int threads = 0, no_note = 0, c;
+    int threads = 0, no_note = 0, metrics_port = -1, c;
+    const char *env_port = getenv("DIARIST_METRICS_PORT");
+    if (env_port && *env_port && cli_int(env_port, 1, 65535, &metrics_port))
+        return bad_value("DIARIST_METRICS_PORT", env_port);
     float vis;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:n:t:l:h", long_opts, NULL)) != -1) {
@@ -90,6 +100,10 @@ static int worker_main(int argc, char **argv, int with_api) {
         case OPT_NO_NOTE:
             no_note = 1;
             break;
+        case OPT_METRICS_PORT:
+            if (cli_int(optarg, 1, 65535, &metrics_port))
+                return bad_value("--metrics-port", optarg);
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -116,6 +130,7 @@ static int worker_main(int argc, char **argv, int with_api) {
     }
     WhisperModel *model = NULL;
     NoteGenerator *notes = NULL;
+    MetricsServer *scrape = NULL; /* a lone worker's scrape endpoint */
     int status = 1;
     if (whisper_model_load(model_path, &model, msg, sizeof msg)) {
         fprintf(stderr, "diarist worker: %s\n", msg);
@@ -133,6 +148,11 @@ static int worker_main(int argc, char **argv, int with_api) {
     cfg.notes = notes;
     cfg.timezone = cli_timezone();
     cfg.stop = &stop_flag;
+    if (callback_config_from_env(&cfg.callback, msg, sizeof msg)) {
+        fprintf(stderr, "diarist worker: %s\n", msg);
+        status = 2;
+        goto done;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -143,6 +163,15 @@ static int worker_main(int argc, char **argv, int with_api) {
     signal(SIGPIPE, SIG_IGN); /* a client that hangs up must not end the process */
 
     Api *api = NULL;
+    if (metrics_port > 0) {
+        const char *host = getenv("DIARIST_METRICS_HOST");
+        if (!host || !*host) host = "0.0.0.0";
+        if (metrics_serve(host, metrics_port, &scrape, msg, sizeof msg)) {
+            fprintf(stderr, "diarist worker: %s\n", msg);
+            goto done;
+        }
+        di_log("info", "metrics on http://%s:%d/metrics", host, metrics_server_port(scrape));
+    }
     if (with_api) {
         ApiConfig acfg;
         api_config_defaults(&acfg);
@@ -165,6 +194,8 @@ static int worker_main(int argc, char **argv, int with_api) {
            notes ? notes->name : "off");
     int rc = worker_run(&cfg, msg, sizeof msg);
     api_stop(api); /* after the workers: uploads keep landing until the end */
+    metrics_server_stop(scrape);
+    scrape = NULL;
     if (rc) {
         fprintf(stderr, "diarist worker: %s\n", msg);
         goto done;
@@ -172,6 +203,7 @@ static int worker_main(int argc, char **argv, int with_api) {
     di_log("info", "worker: stopped");
     status = 0;
 done:
+    metrics_server_stop(scrape);
     notes_generator_free(notes);
     whisper_model_free(model);
     cli_backends_close(&b);

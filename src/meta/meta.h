@@ -79,6 +79,20 @@ typedef struct {
 /* Frees the strings of a Job filled by meta_get and zeroes it. NULL ok. */
 void meta_job_free(Job *job);
 
+/* The job as GET /result/{job_id} answers it and a callback posts it:
+ * {"job_id", "status"} plus, when completed, transcription, diary_note (or
+ * message "Note generation pending" and note_error), language, duration,
+ * segments and note; when in error, its reason in "error"; otherwise
+ * message "Processing not yet complete". A new JSON string (caller frees),
+ * NULL when out of memory. */
+char *meta_job_result_json(const Job *job);
+
+/* The longest callback_url a job may carry. */
+#define META_CALLBACK_URL_MAX 2000
+/* 1 if url may be a job's callback_url: http:// or https:// with a host,
+ * at most META_CALLBACK_URL_MAX bytes, no spaces or control characters. */
+int meta_callback_url_ok(const char *url);
+
 typedef struct Meta Meta;
 
 int meta_open(const char *url, Meta **out, char *msg, size_t cap);

@@ -3,6 +3,7 @@
 
 #include "audio/audio.h"
 #include "core/core.h"
+#include "metrics/metrics.h"
 #include "output/output.h"
 
 #include <errno.h>
@@ -24,6 +25,7 @@ struct Worker {
     pthread_cond_t wake;
     int beat_stop;
     char receipt[512];
+    Callbacks *own_callbacks; /* started by worker_create when the config had none */
 };
 
 /* What one message's trip through the pipeline knows. */
@@ -35,8 +37,15 @@ typedef struct {
     char file_name[STORE_NAME_MAX + 1];
     Job job;
     double stage_t0;  /* when the current stage began */
+    double t0;        /* when the trip began */
     char local[4096]; /* the downloaded audio */
     int64_t recorded_at;
+    /* The message's optional "options" (POST /v1/audio/transcriptions). */
+    char language[16]; /* "" = the worker's own setting */
+    char prompt[4200]; /* "" = none */
+    float temperature; /* used when has_temperature */
+    int has_temperature;
+    int no_note; /* "note": false: complete without a diary note */
 } Trip;
 
 WorkerConfig worker_default_config(void) {
@@ -50,7 +59,8 @@ WorkerConfig worker_default_config(void) {
                           .backoff_max_s = 600,
                           .max_receives = QUEUE_DEFAULT_MAX_RECEIVES,
                           .write_retries = 4,
-                          .write_retry_s = 0.05};
+                          .write_retry_s = 0.05,
+                          .callback = callback_default_config()};
 }
 
 static int stopping(const Worker *w) {
@@ -113,6 +123,7 @@ static void log_stage(Trip *t, const char *stage) {
     double now = di_now();
     di_log("info", "job=%s stage=%s seconds=%.3f receive=%d", t->job_id, stage, now - t->stage_t0,
            t->m->receive_count);
+    metrics_observe_stage_named(stage, now - t->stage_t0);
     t->stage_t0 = now;
 }
 
@@ -135,6 +146,36 @@ static void release(Trip *t, const char *reason) {
     /* If even this fails, the lease runs out and the message comes back. */
     if (queue_change_visibility(c->queue, t->m->receipt, delay, reason, msg, sizeof msg) < 0)
         di_log("warn", "job=%s: cannot schedule the retry: %s", t->job_id, msg);
+}
+
+/* ---- A job's end --------------------------------------------------------- */
+
+/* Queues the job's final JSON for its callback_url, read back from meta so
+ * the receiver gets exactly what GET /result/{id} answers. */
+static void post_callback(Worker *w, const char *job_id) {
+    Job job = {0};
+    char msg[512];
+    int rc = meta_get(w->cfg.meta, job_id, &job, msg, sizeof msg);
+    char *body = rc == 0 && job.callback_url ? meta_job_result_json(&job) : NULL;
+    if (rc == 0 && job.callback_url && !body)
+        rc = di_fail(msg, sizeof msg, DI_ENOMEM, "out of memory");
+    else if (rc == 0 && job.callback_url)
+        rc = callbacks_post(w->cfg.callbacks, job.callback_url, job_id, body, msg, sizeof msg);
+    if (rc) {
+        metrics_callback(0);
+        di_log("warn", "callback job=%s failed: not queued: %s", job_id, msg);
+    }
+    free(body);
+    meta_job_free(&job);
+}
+
+/* The job reached completed or error: count it, and call back if asked.
+ * trip_s < 0 when no trip of this worker carried it there. */
+static void job_ended(Worker *w, const char *job_id, JobState s, const char *callback_url,
+                      double trip_s) {
+    metrics_job_finished(s == JOB_COMPLETED);
+    if (trip_s >= 0) metrics_observe_stage(METRIC_STAGE_TOTAL, trip_s);
+    if (callback_url) post_callback(w, job_id);
 }
 
 /* Whether a meta write that returned rc should be tried again (after a
@@ -162,6 +203,8 @@ static int advance(Trip *t, unsigned from, JobState to, const char *error) {
     if (rc == 0) {
         double now = di_now();
         if (w->cfg.on_stage) w->cfg.on_stage(w->cfg.stage_ud, t->job_id, to, now - t->stage_t0);
+        if (to == JOB_COMPLETED || to == JOB_ERROR)
+            job_ended(w, t->job_id, to, t->job.callback_url, now - t->t0);
         return 0;
     }
     if (rc == META_STALE || rc == DI_ENOTFOUND) {
@@ -186,6 +229,40 @@ static void fail_job(Trip *t, const char *reason) {
 
 /* ---- Stages ------------------------------------------------------------- */
 
+/* Reads the optional "options" object. A value of the wrong type or out of
+ * range is ignored (the job runs with the worker's settings), so an odd
+ * option never costs the recording. */
+static void parse_options(Trip *t, json_t *opt) {
+    const char *lang = json_string_value(json_object_get(opt, "language"));
+    if (lang && strlen(lang) < sizeof t->language)
+        snprintf(t->language, sizeof t->language, "%s", lang);
+    const char *prompt = json_string_value(json_object_get(opt, "prompt"));
+    if (prompt && strlen(prompt) < sizeof t->prompt)
+        snprintf(t->prompt, sizeof t->prompt, "%s", prompt);
+    json_t *temp = json_object_get(opt, "temperature");
+    double v = json_number_value(temp);
+    if (json_is_number(temp) && v >= 0 && v <= 1) {
+        t->temperature = (float)v;
+        t->has_temperature = 1;
+    }
+    t->no_note = json_is_false(json_object_get(opt, "note"));
+}
+
+/* The job's options over the worker's settings. As in OpenAI's API, a
+ * temperature of 0 keeps the fallback and one above 0 is used alone. */
+static void apply_options(const Trip *t, WhisperParams *p) {
+    if (t->language[0]) p->language = t->language;
+    if (t->prompt[0]) p->initial_prompt = t->prompt;
+    if (t->has_temperature) {
+        p->temperature = t->temperature;
+        if (t->temperature > 0) p->temperature_increment = 0;
+    }
+}
+
+static int wants_note(const Trip *t) {
+    return t->w->cfg.notes && !t->no_note;
+}
+
 /* Parses the seed's body; the reason in why when it is not that. */
 static int parse_body(Trip *t, char *why, size_t cap) {
     json_error_t err;
@@ -207,6 +284,7 @@ static int parse_body(Trip *t, char *why, size_t cap) {
         snprintf(t->file_path, sizeof t->file_path, "%s", path);
         if (store_sanitize_name(name, t->file_name, sizeof t->file_name) != 0)
             snprintf(t->file_name, sizeof t->file_name, "file");
+        parse_options(t, json_object_get(doc, "options"));
     }
     json_decref(doc);
     return rc;
@@ -266,8 +344,12 @@ static int transcribe(Trip *t, char **text_out, char *lang, size_t lang_cap) {
     WhisperParams p = w->cfg.params;
     p.progress = NULL;
     p.progress_ud = NULL;
+    apply_options(t, &p);
     WhisperResult r = {0};
+    double engine_t0 = di_now();
     rc = whisper_transcribe(w->state, pcm.samples, pcm.n_samples, &p, &r, msg, sizeof msg);
+    int engine_rc = rc;
+    if (!rc) metrics_add_transcription(r.duration, di_now() - engine_t0);
     audio_pcm_free(&pcm);
     char *verbose = NULL;
     if (!rc)
@@ -280,7 +362,12 @@ static int transcribe(Trip *t, char **text_out, char *lang, size_t lang_cap) {
             if (!write_again(w, a, rc)) break;
         }
     }
-    if (rc) {
+    if (engine_rc == DI_EINVAL) {
+        /* The engine refused the settings (a language an English-only
+         * model lacks): no retry can fix that. */
+        snprintf(why, sizeof why, "invalid options: %s", msg);
+        fail_job(t, why);
+    } else if (rc) {
         snprintf(why, sizeof why, "transcription failed: %s", msg);
         if (rc == DI_ENOTFOUND)
             ack(t); /* the job was deleted while we worked */
@@ -400,6 +487,9 @@ static void run_trip(Trip *t) {
         /* Deleted by its owner, or a redelivery of finished work. */
         di_log("info", "job=%s is %s; message dropped", t->job_id,
                rc ? "gone" : job_state_name(t->job.state));
+        /* The last worker may have died before its callback went out:
+         * post again (at least once; receivers dedupe on the job id). */
+        if (rc == 0 && t->job.callback_url) post_callback(w, t->job_id);
         ack(t);
         return;
     }
@@ -430,13 +520,13 @@ static void run_trip(Trip *t) {
             release(t, "out of memory");
             return;
         }
-        JobState next = w->cfg.notes ? JOB_GENERATING_NOTE : JOB_COMPLETED;
+        JobState next = wants_note(t) ? JOB_GENERATING_NOTE : JOB_COMPLETED;
         if (advance(t, JOB_MASK(JOB_TRANSCRIBING), next, NULL) != 0) {
             free(text);
             return;
         }
     }
-    if (w->cfg.notes) {
+    if (wants_note(t)) {
         make_note(t, text, lang);
     } else if (t->job.state == JOB_GENERATING_NOTE) {
         /* Redelivered for a note, but this worker makes none. */
@@ -451,6 +541,7 @@ static void run_trip(Trip *t) {
 void worker_process(Worker *w, const QueueMessage *m) {
     if (!w || !m || !m->receipt) return;
     Trip t = {.w = w, .m = m, .stage_t0 = di_now(), .recorded_at = -1};
+    t.t0 = t.stage_t0;
     snprintf(t.job_id, sizeof t.job_id, "?");
     heartbeat_start(w, m->receipt);
     run_trip(&t);
@@ -484,11 +575,10 @@ static void on_dead(void *ctx, const QueueMessage *dead) {
         }
         di_log("warn", "job=%s dead-lettered: %s%s%s", id, why, rc < 0 ? "; not recorded: " : "",
                rc < 0 ? msg : "");
-        if (rc == 0 && w->cfg.on_stage)
-            w->cfg.on_stage(w->cfg.stage_ud, id,
-                            job.state == JOB_GENERATING_NOTE && job.transcription ? JOB_COMPLETED
-                                                                                  : JOB_ERROR,
-                            0);
+        JobState end =
+            job.state == JOB_GENERATING_NOTE && job.transcription ? JOB_COMPLETED : JOB_ERROR;
+        if (rc == 0 && w->cfg.on_stage) w->cfg.on_stage(w->cfg.stage_ud, id, end, 0);
+        if (rc == 0) job_ended(w, id, end, job.callback_url, -1);
     }
     meta_job_free(&job);
     json_decref(doc);
@@ -511,7 +601,12 @@ int worker_create(const WorkerConfig *cfg, Worker **out, char *msg, size_t cap) 
     if (!(w->cfg.stop_check_s > 0)) w->cfg.stop_check_s = 1;
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
-    int rc = whisper_state_create(cfg->model, cfg->n_threads, &w->state, msg, cap);
+    int rc = 0;
+    if (!w->cfg.callbacks) {
+        rc = callbacks_start(&cfg->callback, &w->own_callbacks, msg, cap);
+        w->cfg.callbacks = w->own_callbacks;
+    }
+    if (!rc) rc = whisper_state_create(cfg->model, cfg->n_threads, &w->state, msg, cap);
     if (rc) {
         worker_free(w);
         return rc;
@@ -523,6 +618,7 @@ int worker_create(const WorkerConfig *cfg, Worker **out, char *msg, size_t cap) 
 void worker_free(Worker *w) {
     if (!w) return;
     whisper_state_free(w->state);
+    callbacks_stop(w->own_callbacks);
     pthread_cond_destroy(&w->wake);
     pthread_mutex_destroy(&w->lock);
     free(w);
@@ -581,9 +677,15 @@ int worker_run(const WorkerConfig *cfg, char *msg, size_t cap) {
         free(started);
         return di_fail(msg, cap, DI_ENOMEM, "worker_run: out of memory");
     }
-    int rc = 0, running = 0;
+    /* One delivery queue for the set, so idle receivers cost n threads, not
+     * n per worker; it drains after the workers stop making callbacks. */
+    WorkerConfig set = *cfg;
+    Callbacks *own = NULL;
+    int rc = set.callbacks ? 0 : callbacks_start(&cfg->callback, &own, msg, cap);
+    if (own) set.callbacks = own;
+    int running = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        rc = worker_create(cfg, &ws[i], msg, cap);
+        rc = worker_create(&set, &ws[i], msg, cap);
         if (rc == 0) {
             started[i] = pthread_create(&th[i], NULL, worker_main, ws[i]) == 0;
             running += started[i];
@@ -598,6 +700,7 @@ int worker_run(const WorkerConfig *cfg, char *msg, size_t cap) {
         if (started[i]) pthread_join(th[i], NULL);
     for (int i = 0; i < n; i++)
         worker_free(ws[i]);
+    callbacks_stop(own);
     free(ws);
     free(th);
     free(started);

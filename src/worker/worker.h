@@ -25,7 +25,11 @@
  * - While a message is worked on, a heartbeat thread extends its lease
  *   every visibility_s / 3 seconds, so long files are not handed to a
  *   second worker.
- * - One JSON log line per stage (job id, stage, seconds).
+ * - One JSON log line per stage (job id, stage, seconds), and the same
+ *   figures in the process's metrics registry (metrics/metrics.h): stage
+ *   durations, seconds of audio and of engine time, finished jobs.
+ * - A job that ends (completed or error, by any path) with a callback_url
+ *   has its final JSON posted there in the background (Callbacks below).
  *
  * Ownership: the config's handles (store, meta, queue, model, notes) are
  * the caller's and must outlive the workers; they are shared by every
@@ -43,6 +47,58 @@
 #include "queue/queue.h"
 #include "store/store.h"
 #include "whisper/whisper.h"
+
+/* ---- Callbacks ------------------------------------------------------------
+ *
+ * A job uploaded with a callback_url has its final JSON (meta_job_result_json,
+ * the same object GET /result/{id} answers) POSTed there when it reaches
+ * completed or error, whichever path got it there (the pipeline, a permanent
+ * failure, the dead letter). The POST carries Content-Type application/json,
+ * X-Diarist-Job-Id and X-Diarist-Attempt (1, 2, ...).
+ *
+ * Deliveries run on a small pool of background threads (Callbacks), never
+ * on the worker's own: a slow or dead receiver cannot hold up the next job.
+ * A 2xx answer is delivered; connection errors, timeouts, 408, 429 and 5xx
+ * are retried with exponential backoff and full jitter until deadline_s
+ * after the job ended; any other answer (a 404, a redirect) is final. Each
+ * outcome is one log line and a diarist_callbacks_total count.
+ *
+ * Guarantee: at least once while the process lives. A receiver may see a
+ * job twice (its 2xx got lost, or a message redelivered after a crash
+ * between the final state and the message's deletion posts again), so it
+ * should dedupe on X-Diarist-Job-Id. Pending deliveries live in memory
+ * only: at shutdown they get drain_s seconds, and a crash loses them; the
+ * result stays readable at GET /result/{id}.
+ */
+typedef struct {
+    double deadline_s;        /* retry until this long after the job ended, 300
+                                 (DIARIST_CALLBACK_DEADLINE_S) */
+    double attempt_timeout_s; /* one POST, 10 */
+    double backoff_base_s;    /* first retry within [0, base], 1; doubles per attempt */
+    double backoff_max_s;     /* cap on one delay, 60 */
+    double drain_s;           /* at shutdown, what is pending gets this long, 5 */
+    int n_threads;            /* deliveries in flight at once, 2 */
+    int max_pending;          /* more than this waiting: new ones are dropped, 10000 */
+} CallbackConfig;
+
+CallbackConfig callback_default_config(void);
+/* Reads DIARIST_CALLBACK_DEADLINE_S (seconds, 1..86400) over cfg. */
+int callback_config_from_env(CallbackConfig *cfg, char *msg, size_t cap);
+
+typedef struct Callbacks Callbacks;
+
+/* Starts the delivery threads. Freed by callbacks_stop (NULL is fine). */
+int callbacks_start(const CallbackConfig *cfg, Callbacks **out, char *msg, size_t cap);
+/* Queues one delivery of json (copied) to url for job_id; returns at once.
+ * DI_EINVAL for a URL meta_callback_url_ok refuses, DI_ENOMEM, or DI_ERANGE
+ * when max_pending are waiting. */
+int callbacks_post(Callbacks *cb, const char *url, const char *job_id, const char *json, char *msg,
+                   size_t cap);
+/* Gives what is pending up to drain_s, logs what is left as abandoned,
+ * stops the threads and frees. */
+void callbacks_stop(Callbacks *cb);
+
+/* ---- Workers -------------------------------------------------------------- */
 
 /* Told after each state a worker writes: the job, its new state, and how
  * long the stage that just ended took (0 for the first). Called from
@@ -72,6 +128,9 @@ typedef struct {
     atomic_int *stop;          /* set (e.g. by SIGTERM) to stop taking work; may be NULL */
     WorkerStageFn on_stage;
     void *stage_ud;
+    Callbacks *callbacks;    /* deliveries; NULL: each Worker (or worker_run's set)
+                                starts its own from `callback` and stops it at the end */
+    CallbackConfig callback; /* settings for that one */
 } WorkerConfig;
 
 /* The defaults above, with the engine's params at OpenAI's defaults and
