@@ -332,14 +332,6 @@ static int transcribe(Trip *t, char **text_out, char *lang, size_t lang_cap) {
             release(t, why);
         return -1;
     }
-    if (pcm.n_samples == 0) {
-        /* A file that is not empty but yields no sound is damaged or cut
-         * short before its first frame; an empty transcript would hide that. */
-        audio_pcm_free(&pcm);
-        fail_job(t, "cannot read the audio: no sound could be decoded from the file "
-                    "(damaged, or cut short before its first frame)");
-        return -1;
-    }
     t->recorded_at = pcm.creation_time;
     WhisperParams p = w->cfg.params;
     p.progress = NULL;
