@@ -32,6 +32,7 @@ static void usage(FILE *f) {
             "      --beam-size N       beam search with N beams (default greedy; the seed used 5)\n"
             "      --best-of N         candidates sampled at temperature > 0 (default 5)\n"
             "      --visibility S      lease on a job in seconds (default 300)\n"
+            "      --no-fallback       never retry a window at a higher temperature\n"
             "      --no-note           complete jobs without a diary note\n"
             "      --metrics-port P    serve GET /metrics (Prometheus text) on port P for this\n"
             "                          process, bound to $DIARIST_METRICS_HOST (0.0.0.0); also\n"
@@ -40,7 +41,7 @@ static void usage(FILE *f) {
             "for up to $DIARIST_CALLBACK_DEADLINE_S seconds (300).\n");
 }
 
-enum { OPT_BEAM = 256, OPT_BEST_OF, OPT_VIS, OPT_NO_NOTE, OPT_METRICS_PORT };
+enum { OPT_BEAM = 256, OPT_BEST_OF, OPT_VIS, OPT_NO_FALLBACK, OPT_NO_NOTE, OPT_METRICS_PORT };
 
 static const struct option long_opts[] = {
     {"model", required_argument, 0, 'm'},
@@ -50,6 +51,7 @@ static const struct option long_opts[] = {
     {"beam-size", required_argument, 0, OPT_BEAM},
     {"best-of", required_argument, 0, OPT_BEST_OF},
     {"visibility", required_argument, 0, OPT_VIS},
+    {"no-fallback", no_argument, 0, OPT_NO_FALLBACK},
     {"no-note", no_argument, 0, OPT_NO_NOTE},
     {"metrics-port", required_argument, 0, OPT_METRICS_PORT},
     {"help", no_argument, 0, 'h'},
@@ -96,6 +98,9 @@ static int worker_main(int argc, char **argv, int with_api) {
             if (cli_float(optarg, 3, QUEUE_MAX_VISIBILITY_S, &vis))
                 return bad_value("--visibility", optarg);
             cfg.visibility_s = vis;
+            break;
+        case OPT_NO_FALLBACK:
+            cfg.params.temperature_increment = 0;
             break;
         case OPT_NO_NOTE:
             no_note = 1;

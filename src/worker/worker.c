@@ -325,7 +325,13 @@ static int transcribe(Trip *t, char **text_out, char *lang, size_t lang_cap) {
     AudioPcm pcm = {0};
     int rc = audio_decode_file(t->local, &pcm, msg, sizeof msg);
     if (rc) {
-        snprintf(why, sizeof why, "cannot read the audio: %s", msg);
+        /* The reason is the client's to read: name their file, not our
+         * temp copy of it. */
+        size_t n = strlen(t->local);
+        const char *reason = strncmp(msg, t->local, n) == 0 && msg[n] == ':' ? msg + n + 1 : msg;
+        while (*reason == ' ')
+            reason++;
+        snprintf(why, sizeof why, "cannot read the audio: %s: %s", t->file_name, reason);
         if (permanent_decode_error(rc))
             fail_job(t, why);
         else
