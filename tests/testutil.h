@@ -25,4 +25,17 @@ int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The diarist binary under test (env DIARIST_BIN). */
 const char *tu_bin(void);
 
+/* The AWS-protocol servers of tests/aws (s3rver, local-aws-sqs, dynalite)
+ * on loopback, started with node for one test program. which: "s3 sqs
+ * dynamodb" or a subset. Ports are 0 for servers not started. The
+ * environment gets dummy credentials, region us-east-1 and S3_ENDPOINT,
+ * SQS_ENDPOINT, DYNAMODB_ENDPOINT for the servers started. 0, or -1 (with
+ * the reason printed) when node or the npm packages are missing. */
+typedef struct {
+    int pid;
+    int s3, sqs, dynamodb;
+} TuEmulators;
+int tu_emulators_start(const char *which, TuEmulators *out);
+void tu_emulators_stop(TuEmulators *e);
+
 #endif
