@@ -128,4 +128,30 @@ int aws_uri_encode(const char *in, int keep_slash, char *out, size_t cap);
 /* The hex SHA-256 of a buffer (S3's x-amz-content-sha256). */
 void aws_sha256_hex(const void *data, size_t n, char hex[65]);
 
+/* ---- Provisioning (provision.c, for `diarist init-aws`) ---------------- */
+
+/* Told of each resource: what ("bucket", "queue", "table"), its name, and
+ * how it went ("created", "already there", ...). */
+typedef void (*AwsProvisionReport)(void *ud, const char *what, const char *name, const char *how);
+
+typedef struct {
+    char bucket[256];              /* AUDIO_BUCKET_NAME, default audio-files */
+    char queue[256];               /* last segment of PROCESSING_QUEUE_URL, default
+                                      audio-processing-queue; its DLQ is NAME-dlq */
+    char transcriptions_table[256]; /* TRANSCRIPTION_TABLE, default AudioTranscriptions */
+    char notes_table[256];         /* NOTES_TABLE, default DiaryNotes */
+    int max_receives;              /* redrive to the DLQ after this many, 5 */
+    int visibility_s;              /* the queue's default visibility timeout, 300 */
+    char queue_url[2048];          /* out: the work queue's URL */
+    AwsProvisionReport report;     /* may be NULL */
+    void *report_ud;
+} AwsProvision;
+
+/* The seed's names, from the environment as the seed reads them. */
+void aws_provision_defaults(AwsProvision *p);
+/* Creates what is missing: the bucket, the dead-letter queue, the work
+ * queue with its redrive policy, both tables (on-demand, hash key job_id),
+ * waiting until the tables are ACTIVE. Idempotent. */
+int aws_provision(Aws *aws, AwsProvision *p, char *msg, size_t cap);
+
 #endif

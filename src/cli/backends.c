@@ -26,22 +26,53 @@ static int mkdir_p(const char *path) {
     return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
 }
 
-int cli_backends_open(CliBackends *b, char *msg, size_t cap) {
-    memset(b, 0, sizeof *b);
+/* The fleet's backends when the seed's AWS settings are there: the seed's
+ * .env.template sets PROCESSING_QUEUE_URL, and that alone selects S3, SQS
+ * and DynamoDB (DIARIST_BACKEND=local|aws overrides the guess). */
+static int aws_wanted(void) {
+    const char *b = getenv("DIARIST_BACKEND");
+    if (b && *b) return !strcmp(b, "aws");
+    const char *q = getenv("PROCESSING_QUEUE_URL");
+    return q && *q;
+}
+
+static int local_urls(char *store_url, char *db_url, char *queue_url, size_t cap, char *msg,
+                      size_t msgcap) {
     const char *data = env_or("DIARIST_DATA", "diarist-data");
     const char *bucket = env_or("AUDIO_BUCKET_NAME", "audio-files");
-    char store_url[8192], db_url[8192], queue_url[8192];
     if (mkdir_p(data) != 0)
-        return di_fail(msg, cap, DI_EIO, "cannot create data directory %s: %s", data,
+        return di_fail(msg, msgcap, DI_EIO, "cannot create data directory %s: %s", data,
                        strerror(errno));
     /* Absolute paths, so a worker started elsewhere finds the same files. */
     char abs[4096];
-    if (!realpath(data, abs)) return di_fail(msg, cap, DI_EIO, "cannot resolve %s", data);
-    snprintf(store_url, sizeof store_url, "file://%s/blobs/%s", abs, bucket);
-    snprintf(db_url, sizeof db_url, "sqlite://%s/diarist.db", abs);
-    snprintf(queue_url, sizeof queue_url, "sqlite://%s/diarist.db?queue=audio-processing-queue",
-             abs);
-    int rc = store_open(env_or("DIARIST_STORE_URL", store_url), &b->store, msg, cap);
+    if (!realpath(data, abs)) return di_fail(msg, msgcap, DI_EIO, "cannot resolve %s", data);
+    snprintf(store_url, cap, "file://%s/blobs/%s", abs, bucket);
+    snprintf(db_url, cap, "sqlite://%s/diarist.db", abs);
+    snprintf(queue_url, cap, "sqlite://%s/diarist.db?queue=audio-processing-queue", abs);
+    return 0;
+}
+
+static void aws_urls(char *store_url, char *db_url, char *queue_url, size_t cap) {
+    snprintf(store_url, cap, "s3://%s", env_or("AUDIO_BUCKET_NAME", "audio-files"));
+    snprintf(db_url, cap, "dynamodb://%s?notes=%s",
+             env_or("TRANSCRIPTION_TABLE", "AudioTranscriptions"),
+             env_or("NOTES_TABLE", "DiaryNotes"));
+    snprintf(queue_url, cap, "%s", env_or("PROCESSING_QUEUE_URL", ""));
+}
+
+int cli_backends_open(CliBackends *b, char *msg, size_t cap) {
+    memset(b, 0, sizeof *b);
+    char store_url[8192], db_url[8192], queue_url[8192];
+    int rc = 0;
+    if (aws_wanted()) {
+        aws_urls(store_url, db_url, queue_url, sizeof store_url);
+        if (!*queue_url && !getenv("DIARIST_QUEUE_URL"))
+            return di_fail(msg, cap, DI_EINVAL,
+                           "DIARIST_BACKEND=aws needs PROCESSING_QUEUE_URL (see diarist init-aws)");
+    } else {
+        rc = local_urls(store_url, db_url, queue_url, sizeof store_url, msg, cap);
+    }
+    if (!rc) rc = store_open(env_or("DIARIST_STORE_URL", store_url), &b->store, msg, cap);
     if (!rc) rc = meta_open(env_or("DIARIST_META_URL", db_url), &b->meta, msg, cap);
     if (!rc) rc = queue_open(env_or("DIARIST_QUEUE_URL", queue_url), &b->queue, msg, cap);
     if (rc) cli_backends_close(b);
