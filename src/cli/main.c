@@ -22,6 +22,7 @@ static void usage(FILE *f) {
                "  serve        run the HTTP API (uploads, status, results)\n"
                "  worker       transcribe queued jobs and write their diary notes\n"
                "  run          serve and worker in one process (the whole service)\n"
+               "  loadtest     upload audio to a running service and measure it\n"
                "  bench        measure the engine on this machine\n"
                "  gen-model    write a synthetic Whisper model (for tests and benchmarks)\n\n"
                "Run 'diarist <command> --help' for a command's options.\n");
@@ -129,6 +130,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "model")) return cmd_model(argc - 1, argv + 1);
     /* The API holds no model either. */
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
+    /* Nor does the load test, a client of the service. */
+    if (!strcmp(cmd, "loadtest")) return cmd_loadtest(argc - 1, argv + 1);
     ensure_blas_kernels(argv);
     if (!strcmp(cmd, "transcribe")) return cmd_transcribe(argc - 1, argv + 1);
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
