@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(build-essential cmake pkg-config
           libopenblas-dev libavformat-dev libavcodec-dev libavutil-dev libswresample-dev
           libjansson-dev zlib1g-dev libcmocka-dev libcurl4-openssl-dev libmicrohttpd-dev libssl-dev libsqlite3-dev
-          ffmpeg espeak-ng sox python3 tzdata clang)
+          ffmpeg espeak-ng sox python3 tzdata clang docker-compose)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
