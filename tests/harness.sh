@@ -40,7 +40,8 @@ aws_pids=()
 start_aws_server() {
     local name=$1 port=${2:-} pf="$aws_data/$1.ports"
     rm -f "$pf"
-    node "$(dirname "${BASH_SOURCE[0]}")/aws/emulators.js" "$aws_data" "$pf" \
+    # s3rver pages listings with DES tokens, in OpenSSL 3's legacy provider.
+    NODE_OPTIONS=--openssl-legacy-provider node "$(dirname "${BASH_SOURCE[0]}")/aws/emulators.js" "$aws_data" "$pf" \
         "$name${port:+:$port}" >>"$aws_data/$name.log" 2>&1 &
     aws_pids+=($!)
     eval "aws_pid_$name=$!"

@@ -119,6 +119,8 @@ int tu_emulators_start(const char *which, TuEmulators *out) {
         for (char *tok = strtok(list, " "); tok && n < 15; tok = strtok(NULL, " "))
             argv[n++] = tok;
         argv[n] = NULL;
+        /* s3rver pages listings with DES tokens, in OpenSSL 3's legacy provider. */
+        setenv("NODE_OPTIONS", "--openssl-legacy-provider", 1);
         execvp("node", argv);
         _exit(127);
     }

@@ -9,9 +9,10 @@
 #include <string.h>
 
 extern const StoreBackend store_fs_backend;
+extern const StoreBackend store_s3_backend;
 
 /* Tried in order; the first that accepts the URL wins. */
-static const StoreBackend *const backends[] = {&store_fs_backend};
+static const StoreBackend *const backends[] = {&store_fs_backend, &store_s3_backend};
 
 struct Store {
     const StoreBackend *be;

@@ -10,7 +10,7 @@
  * One interface, backends behind it (a struct of function pointers plus the
  * backend's own state, like redis's rio), chosen by store_open from a URL:
  *   "file:///abs/dir" or a plain directory path   fs.c (a directory tree)
- *   "s3://bucket" (later)                          s3.c
+ *   "s3://bucket[?path_style=0|1&part_mb=N]"       s3.c
  * Nothing outside a backend knows which one runs.
  *
  * Guarantees every backend keeps:
