@@ -25,7 +25,9 @@
  *   exponential backoff with full jitter; an expired-credentials answer
  *   (ExpiredToken, ExpiredTokenException, RequestExpired with a session
  *   token, TokenRefreshRequired) drops the cached credentials and tries once
- *   more with fresh ones.
+ *   more with fresh ones. DIARIST_AWS_RETRY_BASE_MS sets the base delay
+ *   (default 100 ms; throttling answers wait 5x longer; no wait is over
+ *   20 s), so tests can keep retries fast.
  *
  * Used by store/s3.c, queue/sqs.c, meta/dynamodb.c and `diarist init-aws`.
  *
@@ -74,7 +76,13 @@ void aws_credentials_invalidate(Aws *aws);
 /* One request. The body, if any, is in memory (S3 multipart parts are at
  * most a few MiB); a response body can be streamed to on_data instead of
  * collected. Headers are "Name: value" strings ending with NULL. For S3,
- * x-amz-content-sha256 is added (the body's SHA-256) unless given. */
+ * x-amz-content-sha256 is added (the body's SHA-256) unless given.
+ * So that curl 7.88's signature matches AWS's canonical request, the URL
+ * is sent normalised (path segments and query strictly percent-encoded,
+ * '+' kept as a plus, query sorted, a bare "name" sent as "name="), a
+ * header given twice is sent once with its values comma-joined, a header
+ * without a value is dropped, and a non-POST body without Content-Type is
+ * sent as binary/octet-stream (S3's default). */
 typedef struct {
     const char *method;         /* "GET", "PUT", "POST", "DELETE", "HEAD" */
     const char *service;        /* signing name: "s3", "sqs", "dynamodb" */
