@@ -22,6 +22,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_loadtest(int argc, char **argv);
+int cmd_init_aws(int argc, char **argv);
 
 /* Default thread count: the cores this process may use, at most 8. */
 int cli_default_threads(void);

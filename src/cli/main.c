@@ -23,6 +23,7 @@ static void usage(FILE *f) {
                "  worker       transcribe queued jobs and write their diary notes\n"
                "  run          serve and worker in one process (the whole service)\n"
                "  loadtest     upload audio to a running service and measure it\n"
+               "  init-aws     create the fleet's bucket, queues and tables (idempotent)\n"
                "  bench        measure the engine on this machine\n"
                "  gen-model    write a synthetic Whisper model (for tests and benchmarks)\n\n"
                "Run 'diarist <command> --help' for a command's options.\n");
@@ -132,6 +133,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     /* Nor does the load test, a client of the service. */
     if (!strcmp(cmd, "loadtest")) return cmd_loadtest(argc - 1, argv + 1);
+    if (!strcmp(cmd, "init-aws")) return cmd_init_aws(argc - 1, argv + 1);
     ensure_blas_kernels(argv);
     if (!strcmp(cmd, "transcribe")) return cmd_transcribe(argc - 1, argv + 1);
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
