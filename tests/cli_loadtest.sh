@@ -19,7 +19,7 @@ cleanup() {
 }
 trap cleanup EXIT
 unset OPENAI_API_KEY OPENAI_BASE_URL API_URL
-export DIARIST_DATA=$tmp/data API_HOST=127.0.0.1 API_PORT=$((20000 + RANDOM % 20000))
+export DIARIST_DATA=$tmp/data API_HOST=127.0.0.1 API_PORT=$(free_port)
 url=http://127.0.0.1:$API_PORT
 jfk=$shared/samples/jfk.wav
 

@@ -28,7 +28,7 @@ if [ "$backend" = aws ]; then
         bash -c "! grep -q created '$tmp/aws/init2.out'"
 fi
 unset OPENAI_API_KEY OPENAI_BASE_URL
-export DIARIST_DATA=$tmp/data API_HOST=127.0.0.1 API_PORT=$((20000 + RANDOM % 20000))
+export DIARIST_DATA=$tmp/data API_HOST=127.0.0.1 API_PORT=$(free_port)
 url=http://127.0.0.1:$API_PORT
 
 "$bin" run -m "$shared/golden/ggml-micro-synthetic.en.bin" -n 1 2>"$tmp/log" &
@@ -93,7 +93,8 @@ pid=""
 
 # Crash safety: kill -9 a worker while it transcribes; a new worker picks
 # the job up once its lease runs out and completes it exactly once.
-export DIARIST_DATA=$tmp/data2 API_PORT=$((API_PORT + 1))
+export DIARIST_DATA=$tmp/data2 API_PORT=$(free_port)
+metrics_port=$(free_port)
 url=http://127.0.0.1:$API_PORT
 sox "$shared/samples/jfk.wav" "$shared/samples/jfk.wav" "$shared/samples/jfk.wav" "$tmp/long.wav"
 "$bin" serve 2>>"$tmp/log" &
@@ -108,14 +109,14 @@ status() { curl -s "$url/status/$id" | python3 -c 'import json,sys; print(json.l
 for _ in $(seq 1 100); do [ "$(status)" = transcribing ] && break; sleep 0.1; done
 check "job is transcribing before the crash" test "$(status)" = transcribing
 kill -9 "$pid"; wait "$pid" 2>/dev/null
-"$bin" worker -m "$model" -n 1 --visibility 3 --metrics-port $((API_PORT + 1)) 2>>"$tmp/log" &
+"$bin" worker -m "$model" -n 1 --visibility 3 --metrics-port $metrics_port 2>>"$tmp/log" &
 pid=$!
 state=""
 for _ in $(seq 1 240); do
     state=$(status); [ "$state" = completed ] || [ "$state" = error ] && break; sleep 0.5
 done
 check "a new worker completes the job after the crash" test "$state" = completed
-check "a lone worker serves its own /metrics" bash -c "sleep 0.5; curl -s http://127.0.0.1:$((API_PORT + 1))/metrics |
+check "a lone worker serves its own /metrics" bash -c "sleep 0.5; curl -s http://127.0.0.1:$metrics_port/metrics |
     grep -qx 'diarist_jobs_finished_total{state=\"completed\"} 1'"
 check "exactly one note and no message left" test "$(notes_of "$id")/$(messages_left)" = "1/0"
 kill -TERM "$pid" "$api"; wait "$pid" "$api" 2>/dev/null

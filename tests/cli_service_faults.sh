@@ -18,7 +18,7 @@ cleanup() {
 trap cleanup EXIT
 unset OPENAI_API_KEY OPENAI_BASE_URL DIARIST_MODEL
 model=$shared/golden/ggml-micro-synthetic.en.bin
-export API_HOST=127.0.0.1 API_PORT=$((20000 + RANDOM % 20000))
+export API_HOST=127.0.0.1 API_PORT=$(free_port)
 url=http://127.0.0.1:$API_PORT
 blobs() { echo "$DIARIST_DATA/blobs/audio-files"; }
 wait_up() { for _ in $(seq 1 100); do curl -sf "$url/" >/dev/null && return 0; sleep 0.1; done; return 1; }

@@ -9,6 +9,11 @@ check() {
     local name=$1; shift
     if "$@"; then ok "$name"; else fail "$name"; fi
 }
+# A TCP port nothing listens on now: the kernel's pick, so tests running
+# side by side (ctest -j) never choose the same one.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 json_ok() { python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$1" 2>/dev/null; }
 # Every stderr line is one JSON log object, except the usage text and
 # one-line CLI errors that start with "diarist".
@@ -75,11 +80,12 @@ stop_aws_backends() {
 # check that a signature is present, not what it is). Prints the answer.
 aws_call() {
     python3 - "$@" <<'PY'
-import json, os, sys, urllib.request
+import json, os, sys, time, urllib.request
 service, target, body = sys.argv[1:4]
 url = os.environ["SQS_ENDPOINT" if service == "sqs" else "DYNAMODB_ENDPOINT"] + "/"
 req = urllib.request.Request(url, data=body.encode(), method="POST", headers={
     "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": target,
+    "X-Amz-Date": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
     "Authorization": "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/%s/aws4_request, "
                      "SignedHeaders=host, Signature=0" % service})
 print(urllib.request.urlopen(req).read().decode())

@@ -237,22 +237,70 @@ static char *sync_options(const ApiUpload *u) {
     return s;
 }
 
-/* The seed's queue body, with its separators; the name JSON-escaped as
- * Python's json.dumps does (ASCII only). */
-static char *queue_body(const ApiUpload *u) {
-    json_t *name = json_string(u->name);
-    if (!name) {
-        /* Not UTF-8: keep the ASCII and mark every other byte. */
-        char fixed[NAME_MAX_BYTES + 1];
-        size_t i = 0;
-        for (; u->name[i]; i++)
-            fixed[i] = (unsigned char)u->name[i] < 0x80 ? u->name[i] : '?';
-        fixed[i] = 0;
-        name = json_string(fixed);
+/* One UTF-8 sequence at s: its code point and length, or -1 when s does not
+ * start a valid, shortest-form sequence. */
+static long utf8_next(const unsigned char *s, int *len) {
+    static const long min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+    int n = s[0] < 0x80         ? 1
+            : (s[0] >> 5) == 6  ? 2
+            : (s[0] >> 4) == 14 ? 3
+            : (s[0] >> 3) == 30 ? 4
+                                : 0;
+    if (!n) return -1;
+    long cp = n == 1 ? s[0] : s[0] & (0x7F >> n);
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return -1;
+        cp = (cp << 6) | (s[i] & 0x3F);
     }
-    json_t *path = json_string(u->key);
-    char *n = name ? json_dumps(name, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
-    char *p = path ? json_dumps(path, JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
+    if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
+    *len = n;
+    return cp;
+}
+
+/* s as a JSON string exactly as Python's json.dumps writes it (the seed's
+ * API made the queue body that way): ASCII only, lower-case \uXXXX escapes,
+ * surrogate pairs above U+FFFF, DEL escaped. A byte that is not UTF-8
+ * becomes '?'. Caller frees; NULL when out of memory. */
+static char *python_json_string(const char *s) {
+    size_t cap = strlen(s) * 12 + 3, n = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    out[n++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        int len = 1;
+        long cp = utf8_next(p, &len);
+        if (cp < 0) cp = '?';
+        p += len;
+        const char *esc = cp == '"'    ? "\\\""
+                          : cp == '\\' ? "\\\\"
+                          : cp == '\n' ? "\\n"
+                          : cp == '\r' ? "\\r"
+                          : cp == '\t' ? "\\t"
+                          : cp == '\b' ? "\\b"
+                          : cp == '\f' ? "\\f"
+                                       : NULL;
+        if (esc)
+            n += (size_t)sprintf(out + n, "%s", esc);
+        else if (cp >= 0x20 && cp < 0x7F)
+            out[n++] = (char)cp;
+        else if (cp < 0x10000)
+            n += (size_t)sprintf(out + n, "\\u%04lx", cp);
+        else
+            n += (size_t)sprintf(out + n, "\\u%04lx\\u%04lx", 0xD800 + ((cp - 0x10000) >> 10),
+                                 0xDC00 + ((cp - 0x10000) & 0x3FF));
+    }
+    out[n++] = '"';
+    out[n] = 0;
+    return out;
+}
+
+/* The seed's queue body, byte for byte: its key order, its separators and
+ * Python's string escapes, so a seed worker and diarist read each other's
+ * messages. The transcription endpoint adds its options after the seed's
+ * keys (a seed worker ignores them). */
+static char *queue_body(const ApiUpload *u) {
+    char *n = python_json_string(u->name);
+    char *p = python_json_string(u->key);
     char *opt = u->sync ? sync_options(u) : NULL;
     char *body = NULL;
     if (n && p && (!u->sync || opt) &&
@@ -262,8 +310,6 @@ static char *queue_body(const ApiUpload *u) {
     free(n);
     free(p);
     free(opt);
-    json_decref(name);
-    json_decref(path);
     return body;
 }
 
@@ -375,8 +421,9 @@ unsigned api_upload_finish(ApiUpload *u, char **body) {
     if (u->bytes == 0) return fail(body, 400, "The uploaded file is empty");
     /* A URL cut at the buffer's end is longer than any accepted one. */
     if (u->callback_len && !meta_callback_url_ok(u->callback))
-        return fail(body, 400, "callback_url must be an http:// or https:// URL of at most 2000 "
-                               "bytes, without spaces");
+        return fail(body, 400,
+                    "callback_url must be an http:// or https:// URL of at most 2000 "
+                    "bytes, without spaces");
     if (u->sync && check_sync_fields(u)) return fail(body, u->refused, u->detail);
     if (!u->w) start_blob(u); /* a file shorter than the sniff window */
     if (u->refused) return fail(body, u->refused, u->detail);

@@ -148,7 +148,8 @@ typedef struct {
                                       audio-processing-queue; its DLQ is NAME-dlq */
     char transcriptions_table[256]; /* TRANSCRIPTION_TABLE, default AudioTranscriptions */
     char notes_table[256];         /* NOTES_TABLE, default DiaryNotes */
-    int max_receives;              /* redrive to the DLQ after this many, 5 */
+    int max_receives;              /* attempts before a job is dead-lettered, 5 (the
+                                      worker decides; the redrive policy is one more) */
     int visibility_s;              /* the queue's default visibility timeout, 300 */
     char queue_url[2048];          /* out: the work queue's URL */
     AwsProvisionReport report;     /* may be NULL */

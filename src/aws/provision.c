@@ -156,16 +156,18 @@ static int queue_arn(Aws *aws, const char *url, char *arn, size_t cap_arn, char 
 }
 
 static int make_queues(Aws *aws, AwsProvision *p, char *msg, size_t cap) {
-    char dlq_name[300], dlq_url[2048], arn[512], vis[32], redrive[700], maxr[16];
+    char dlq_name[300], dlq_url[2048], arn[512], vis[32], redrive[700];
     snprintf(dlq_name, sizeof dlq_name, "%s-dlq", p->queue);
     /* The dead letters are kept the longest SQS allows: 14 days. */
     int rc = make_queue(aws, p, dlq_name, json_pack("{s:s}", "MessageRetentionPeriod", "1209600"),
                         dlq_url, sizeof dlq_url, msg, cap);
     if (!rc) rc = queue_arn(aws, dlq_url, arn, sizeof arn, msg, cap);
     if (rc) return rc;
-    snprintf(maxr, sizeof maxr, "%d", p->max_receives);
+    /* SQS moves a message itself once its count passes maxReceiveCount, and
+     * then nobody records why the job failed. One more than ours, so the
+     * worker sees the last attempt and ends the job with its reason. */
     snprintf(redrive, sizeof redrive, "{\"maxReceiveCount\":\"%d\",\"deadLetterTargetArn\":\"%s\"}",
-             p->max_receives, arn);
+             p->max_receives + 1, arn);
     snprintf(vis, sizeof vis, "%d", p->visibility_s);
     return make_queue(aws, p, p->queue,
                       json_pack("{s:s, s:s, s:s}", "VisibilityTimeout", vis,
