@@ -12,9 +12,10 @@
 #include <time.h>
 
 extern const QueueBackend queue_sqlite_backend;
+extern const QueueBackend queue_sqs_backend;
 
 /* Tried in order; the first that accepts the URL wins. */
-static const QueueBackend *const backends[] = {&queue_sqlite_backend};
+static const QueueBackend *const backends[] = {&queue_sqlite_backend, &queue_sqs_backend};
 
 struct Queue {
     const QueueBackend *be;

@@ -21,7 +21,7 @@
  * One interface, backends behind it (a struct of function pointers plus the
  * backend's own state), chosen by queue_open from a URL:
  *   "sqlite:///abs/path.db?queue=NAME[&max_receives=N]"   sqlite.c
- *   the SQS queue URL (later)                               sqs.c
+ *   an SQS queue URL, http(s)://HOST/ACCOUNT/NAME            sqs.c
  * Nothing outside a backend knows which one runs. Several processes may
  * share one queue; one Queue handle may be used by several threads.
  *
