@@ -131,7 +131,7 @@ check "the long job is transcribing" test "$(status "$id")" = transcribing
 ddb_port=${DYNAMODB_ENDPOINT##*:}
 kill -9 "$aws_pid_dynamodb"; wait "$aws_pid_dynamodb" 2>/dev/null
 sleep 3
-start_aws_server dynamodb "$ddb_port" >/dev/null
+start_aws_server dynamodb "$ddb_port"
 check "the job still completes" test "$(wait_end "$id" 400)" = completed
 check "exactly once: one note, nothing left in the queue" test "$(notes_of "$id")/$(messages_left)" = "1/0"
 kill -TERM "$worker" "$api"; wait "$worker" "$api" 2>/dev/null

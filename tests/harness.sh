@@ -41,17 +41,18 @@ backend=${DIARIST_TEST_BACKEND:-local}
 aws_pids=()
 
 # start_aws_server NAME [PORT]: one emulator in its own node process (so a
-# test can stop and restart it), data under $aws_data. Echoes its port.
+# test can stop and restart it), data under $aws_data. Sets aws_port_NAME
+# and aws_pid_NAME (in this shell: call it directly, not in $(...)).
 start_aws_server() {
     local name=$1 port=${2:-} pf="$aws_data/$1.ports"
     rm -f "$pf"
     # s3rver pages listings with DES tokens, in OpenSSL 3's legacy provider.
-    NODE_OPTIONS=--openssl-legacy-provider node "$(dirname "${BASH_SOURCE[0]}")/aws/emulators.js" "$aws_data" "$pf" \
-        "$name${port:+:$port}" >>"$aws_data/$name.log" 2>&1 &
+    NODE_OPTIONS=--openssl-legacy-provider node "$(dirname "${BASH_SOURCE[0]}")/aws/emulators.js" \
+        "$aws_data" "$pf" "$name${port:+:$port}" >>"$aws_data/$name.log" 2>&1 &
     aws_pids+=($!)
     eval "aws_pid_$name=$!"
     for _ in $(seq 1 300); do [ -s "$pf" ] && grep -q ready "$pf" && break; sleep 0.1; done
-    awk -v n="$name" '$1 == n { print $2 }' "$pf"
+    eval "aws_port_$name=$(awk -v n="$name" '$1 == n { print $2 }' "$pf")"
 }
 
 # use_aws_backends DIR: starts the three servers, exports the seed's AWS
@@ -59,8 +60,8 @@ start_aws_server() {
 use_aws_backends() {
     aws_data=$1
     mkdir -p "$aws_data"
-    local s3 sqs ddb
-    s3=$(start_aws_server s3); sqs=$(start_aws_server sqs); ddb=$(start_aws_server dynamodb)
+    start_aws_server s3; start_aws_server sqs; start_aws_server dynamodb
+    local s3=$aws_port_s3 sqs=$aws_port_sqs ddb=$aws_port_dynamodb
     export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1
     export AWS_EC2_METADATA_DISABLED=true
     unset AWS_SESSION_TOKEN AWS_PROFILE AWS_REGION AWS_ENDPOINT_URL

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <time.h>
 
-extern const MetaBackend meta_sqlite_backend;
+extern const MetaBackend meta_sqlite_backend, meta_dynamodb_backend;
 
 /* Tried in order; the first that accepts the URL wins. */
-static const MetaBackend *const backends[] = {&meta_sqlite_backend};
+static const MetaBackend *const backends[] = {&meta_sqlite_backend, &meta_dynamodb_backend};
 
 struct Meta {
     const MetaBackend *be;

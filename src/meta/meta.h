@@ -15,7 +15,7 @@
  * One interface, backends behind it (a struct of function pointers plus the
  * backend's own state), chosen by meta_open from a URL:
  *   "sqlite:///abs/path.db"    sqlite.c (tables `jobs` and `notes`)
- *   "dynamodb://..." (later)   dynamodb.c
+ *   "dynamodb://JOBS?notes=NOTES"  dynamodb.c (the seed's two tables)
  * Nothing outside a backend knows which one runs. Several processes may
  * open the same database at once (the sqlite backend uses WAL and a busy
  * timeout), and one Meta handle may be used by several threads at once.
