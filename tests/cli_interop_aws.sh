@@ -8,7 +8,9 @@
 # - what diarist's API writes is what a seed worker expects: same key, same
 #   item attributes, same message bytes;
 # - a DynamoDB server killed while a job is transcribed, and started again,
-#   costs nothing: the job completes once.
+#   costs nothing: the job completes once;
+# - throttling answers injected by a proxy (400 ThrottlingException from
+#   DynamoDB, 503 SlowDown from S3) are retried and every job completes.
 set -uo pipefail
 . "$(dirname "$0")/harness.sh"
 bin=${DIARIST_BIN:?}
@@ -134,6 +136,38 @@ sleep 3
 start_aws_server dynamodb "$ddb_port"
 check "the job still completes" test "$(wait_end "$id" 400)" = completed
 check "exactly once: one note, nothing left in the queue" test "$(notes_of "$id")/$(messages_left)" = "1/0"
+kill -TERM "$worker"; wait "$worker" 2>/dev/null
+
+# ---- 4. throttling injected between diarist and the servers ---------------
+# Every third DynamoDB request answers 400 ThrottlingException and every
+# third S3 request 503 SlowDown, from a proxy in front of each server.
+proxy() { # NAME TARGET KIND: starts a fault proxy, sets proxy_port
+    python3 "$(dirname "$0")/aws/fault_proxy.py" "$2" "$tmp/$1.port" 3 "$3" &
+    pids+=($!)
+    for _ in $(seq 1 100); do [ -s "$tmp/$1.port" ] && break; sleep 0.1; done
+    proxy_port=$(cat "$tmp/$1.port")
+}
+proxy ddb "$DYNAMODB_ENDPOINT" throttling; ddb_proxy=$proxy_port
+proxy s3 "$S3_ENDPOINT" slowdown; s3_proxy=$proxy_port
+DYNAMODB_ENDPOINT=http://127.0.0.1:$ddb_proxy S3_ENDPOINT=http://127.0.0.1:$s3_proxy \
+    "$bin" worker -m "$model" -n 1 --no-fallback 2>"$tmp/worker3.log" &
+worker=$!; pids+=("$worker")
+kill -TERM "$api"; wait "$api" 2>/dev/null
+DYNAMODB_ENDPOINT=http://127.0.0.1:$ddb_proxy S3_ENDPOINT=http://127.0.0.1:$s3_proxy \
+    "$bin" serve 2>"$tmp/api2.log" &
+api=$!; pids+=("$api")
+for _ in $(seq 1 100); do curl -sf "$url/" >/dev/null && break; sleep 0.1; done
+ids=()
+for i in 1 2 3; do
+    ids+=($(curl -s -F "file=@$shared/samples/jfk.wav" "$url/upload-audio/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])'))
+done
+check "three uploads through throttling proxies are accepted" test ${#ids[@]} -eq 3
+done_ok=1
+for id in "${ids[@]}"; do [ "$(wait_end "$id")" = completed ] || done_ok=0; done
+check "and all three complete" test "$done_ok" -eq 1
+check "throttling was injected into DynamoDB requests" test "$(cat "$tmp/ddb.port.injected" 2>/dev/null || echo 0)" -gt 2
+check "and SlowDown into S3 requests" test "$(cat "$tmp/s3.port.injected" 2>/dev/null || echo 0)" -gt 0
+check "each job has exactly one note" test "$(for id in "${ids[@]}"; do notes_of "$id"; done | sort -u)" = 1
 kill -TERM "$worker" "$api"; wait "$worker" "$api" 2>/dev/null
 check "logs are JSON lines" logs_are_json "$tmp/worker2.log"
 finish cli_interop_aws
