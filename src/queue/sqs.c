@@ -13,7 +13,8 @@
  *   seconds: waits are split into whole-second long polls plus a short
  *   tail, leases and delays are rounded up.
  * - Dead letters are another SQS queue: ?dlq=URL, else the target of the
- *   queue's RedrivePolicy, else NAME-dlq (what `diarist init-aws` makes).
+ *   queue's RedrivePolicy, else NAME-dlq (what `diarist init-aws` makes);
+ *   with none (the seed's own queue) dead letters are logged and dropped.
  *   Dead-lettering is done here, on the client: a message received more
  *   than max_receives times is copied to the DLQ, deleted and reported to
  *   on_dead, because a server-side redrive moves messages silently and the
@@ -506,11 +507,16 @@ static int discover(QueueSqs *s, const QueueAddr *a, int max_from_url, char *msg
         const char *url = rc == 0 ? json_string_value(json_object_get(answer, "QueueUrl")) : NULL;
         if (url) snprintf(s->dlq, sizeof s->dlq, "%s", url);
         if (rc == 0) json_decref(answer);
-        if (!url)
-            return di_fail(msg, cap, DI_EIO,
-                           "sqs: queue %s has no dead-letter queue (no RedrivePolicy, no "
-                           "?dlq=, no %s); create one with `diarist init-aws`",
-                           s->url, name);
+        if (!url) {
+            /* The seed's own init script makes the queue without one. Work
+             * on: a dead letter's reason is in its job's error, and its body
+             * in this process's log. */
+            di_log("warn",
+                   "sqs: queue %s has no dead-letter queue (no RedrivePolicy, no ?dlq=, no %s): "
+                   "dead letters will be logged and dropped; `diarist init-aws` creates one",
+                   s->url, name);
+            rc = 0;
+        }
     } else if (rc == 0) {
         /* Given or found: it must answer, or dead letters would be lost. */
         req = json_pack("{s:s, s:[s]}", "QueueUrl", s->dlq, "AttributeNames", "QueueArn");
@@ -629,6 +635,16 @@ static int fetch(QueueSqs *s, int wait_s, double visibility_s, QueueMessage *m, 
     return rc;
 }
 
+/* Sends a dead letter to the DLQ, or, when the queue has none, logs it
+ * (reason and the start of its body) so it is not lost without a trace. */
+static int keep_dead(QueueSqs *s, const void *body, size_t len, const char *reason, char *msg,
+                     size_t cap) {
+    if (s->dlq[0]) return send_to(s, s->dlq, body, len, reason, NULL, 0, msg, cap);
+    di_log("warn", "sqs: dead letter dropped (no dead-letter queue): %s; body: %.*s",
+           reason ? reason : "no reason", (int)(len > 512 ? 512 : len), (const char *)body);
+    return 0;
+}
+
 /* Moves a message found over the limit to the DLQ and tells on_dead. Its
  * receive_count is what was handed out before: this delivery was not. */
 static int bury(QueueSqs *s, QueueMessage *m, QueueDeadFn on_dead, void *ctx, char *msg,
@@ -636,7 +652,7 @@ static int bury(QueueSqs *s, QueueMessage *m, QueueDeadFn on_dead, void *ctx, ch
     char reason[REASON_MAX];
     snprintf(reason, sizeof reason, "received %d times (limit %d)%s%.900s", m->receive_count,
              s->max_receives, m->last_error ? ": " : "", m->last_error ? m->last_error : "");
-    int rc = send_to(s, s->dlq, m->body, m->body_len, reason, NULL, 0, msg, cap);
+    int rc = keep_dead(s, m->body, m->body_len, reason, msg, cap);
     if (rc < 0) return rc;
     rc = delete_message(s, m->receipt, msg, cap);
     note_drop(s, m->receipt);
@@ -724,7 +740,7 @@ static int sqs_dead_letter(void *state, const char *receipt, const char *reason,
         rc = di_fail(msg, cap, DI_EINVAL,
                      "sqs: dead letter: the message was not received through this handle, so "
                      "its body is unknown");
-    if (rc == 0) rc = send_to(s, s->dlq, body, len, reason ? reason : noted, NULL, 0, msg, cap);
+    if (rc == 0) rc = keep_dead(s, body, len, reason ? reason : noted, msg, cap);
     if (rc == 0) {
         rc = delete_message(s, receipt, msg, cap);
         if (rc == QUEUE_STALE) {
@@ -745,7 +761,7 @@ static int sqs_depth(void *state, QueueDepth *out, char *msg, size_t cap) {
     QueueSqs *s = state;
     const char *urls[2] = {s->url, s->dlq};
     int64_t v[2][3] = {{0}};
-    for (int q = 0; q < 2; q++) {
+    for (int q = 0; q < (s->dlq[0] ? 2 : 1); q++) {
         json_t *answer;
         json_t *req =
             json_pack("{s:s, s:[s, s, s]}", "QueueUrl", urls[q], "AttributeNames",
