@@ -80,7 +80,7 @@ check "load_test.py: 10 completed" grep -q '^Completed: 10$' "$tmp/py.out"
 
 # Concurrency: 50 uploads from 10 clients against the 2 workers.
 t0=$(date +%s)
-"$bin" loadtest --requests 50 --workers 10 --monitor --poll-interval 0.5 --file "$jfk" --json \
+"$bin" loadtest --requests 50 --workers 10 --monitor --poll-interval 0.5 --timeout 840 --file "$jfk" --json \
     --url "$url" >"$tmp/conc.json" 2>"$tmp/conc.err"
 check "50 uploads from 10 clients: exit 0" test $? -eq 0
 echo "# 50 jobs took $(($(date +%s) - t0)) s"
