@@ -151,18 +151,29 @@ static void absurd_hparams(void **state) {
     free(b);
 }
 
-static void quantized_model_is_refused_clearly(void **state) {
+/* q8_0, q5_1, q5_0 and q4_0 load (tests/test_quant.c); other quantizations
+ * are refused by name. */
+static void unsupported_quantization_is_refused_clearly(void **state) {
     (void)state;
     char msg[512];
     uint8_t *b = malloc(model_size);
     memcpy(b, model_bytes, model_size);
-    wr32(b, 4 + 10 * 4, 2008); /* q5_0, quantization version 2 */
+    wr32(b, 4 + 10 * 4, 2003); /* q4_1, quantization version 2 */
     assert_int_equal(load_buf(b, model_size, msg, sizeof msg), DI_EUNSUPPORTED);
-    assert_non_null(strstr(msg, "q5_0"));
-    /* A single quantized tensor (type 8 = q8_0) in an f16 file. */
+    assert_non_null(strstr(msg, "q4_1"));
+    wr32(b, 4 + 10 * 4, 2015); /* q4_k_m */
+    assert_int_equal(load_buf(b, model_size, msg, sizeof msg), DI_EUNSUPPORTED);
+    assert_non_null(strstr(msg, "q4_k_m"));
+    /* A single tensor of an unsupported type (3 = q4_1) in an f16 file. */
+    memcpy(b, model_bytes, model_size);
+    wr32(b, off_tensors + 8, 3);
+    assert_int_equal(load_buf(b, model_size, msg, sizeof msg), DI_EUNSUPPORTED);
+    assert_non_null(strstr(msg, "q4_1"));
+    /* A supported quantization where only f32 may be (the positional
+     * embedding). */
     memcpy(b, model_bytes, model_size);
     wr32(b, off_tensors + 8, 8);
-    assert_int_equal(load_buf(b, model_size, msg, sizeof msg), DI_EUNSUPPORTED);
+    assert_int_equal(load_buf(b, model_size, msg, sizeof msg), DI_EFORMAT);
     assert_non_null(strstr(msg, "q8_0"));
     free(b);
 }
@@ -235,7 +246,7 @@ int main(void) {
         cmocka_unit_test(wrong_magic),
         cmocka_unit_test(every_truncation_is_an_error),
         cmocka_unit_test(absurd_hparams),
-        cmocka_unit_test(quantized_model_is_refused_clearly),
+        cmocka_unit_test(unsupported_quantization_is_refused_clearly),
         cmocka_unit_test(wrong_tensor_shape),
         cmocka_unit_test(missing_unknown_and_duplicate_tensors),
         cmocka_unit_test(corrupt_vocabulary),

@@ -578,7 +578,7 @@ static void test_bad_specs(void **state) {
     s.hp.n_text_head = 3; /* does not divide 128 */
     expect_fail(&s, path, DI_EINVAL);
     s = micro_spec(1, NULL);
-    s.hp.ftype = 2;
+    s.hp.ftype = 3; /* q4_1: quantizations other than q4_0, q5_0, q5_1, q8_0 */
     expect_fail(&s, path, DI_EINVAL);
     s = micro_spec(1, NULL);
     s.hp.n_vocab = 1000;

@@ -15,8 +15,108 @@ static void usage(FILE *f) {
                "  -t, --threads N    threads (default: available cores, at most 8)\n"
                "  -r, --repeats N    runs per figure; medians are reported (default 3)\n"
                "      --json         one JSON object on stdout\n"
-               "  FILE               also transcribe FILE end to end (greedy) and report the\n"
-               "                     real-time factor\n");
+               "  FILE               also transcribe FILE end to end (greedy, without\n"
+               "                     temperature fallback, which random weights would never\n"
+               "                     leave) and report the real-time factor and audio hours\n"
+               "                     transcribed per hour\n");
+}
+
+/* End-to-end figures of one file: the median wall time of `repeats`
+ * transcriptions and the audio's length. */
+typedef struct {
+    double seconds, audio_seconds;
+} BenchFile;
+
+/* Wall seconds per audio second, and its inverse: audio hours per hour. */
+static double rtf(const BenchFile *f) {
+    return f->audio_seconds > 0 ? f->seconds / f->audio_seconds : 0.0;
+}
+
+static double hours_per_hour(const BenchFile *f) {
+    return f->seconds > 0 ? f->audio_seconds / f->seconds : 0.0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* OpenAI's greedy defaults, but one temperature only: with random weights
+ * a window never passes the compression and log-probability checks, so
+ * fallback would time six decodes of every window instead of one. */
+static int bench_file(const WhisperModel *model, const char *file, int threads, int repeats,
+                      BenchFile *out, char *msg, size_t cap) {
+    AudioPcm pcm = {0};
+    WhisperState *st = NULL;
+    WhisperParams wp = whisper_default_params();
+    wp.temperature_increment = 0;
+    double *t = calloc((size_t)repeats, sizeof *t);
+    int rc =
+        t ? audio_decode_file(file, &pcm, msg, cap) : di_fail(msg, cap, DI_ENOMEM, "out of memory");
+    if (!rc) rc = whisper_state_create(model, threads, &st, msg, cap);
+    for (int i = 0; !rc && i < repeats; i++) {
+        WhisperResult r = {0};
+        double t0 = di_now();
+        rc = whisper_transcribe(st, pcm.samples, pcm.n_samples, &wp, &r, msg, cap);
+        t[i] = di_now() - t0;
+        whisper_result_free(&r);
+    }
+    if (!rc) {
+        qsort(t, (size_t)repeats, sizeof *t, cmp_double);
+        out->seconds = repeats % 2 ? t[repeats / 2] : 0.5 * (t[repeats / 2 - 1] + t[repeats / 2]);
+        out->audio_seconds = pcm.duration;
+    }
+    free(t);
+    whisper_state_free(st);
+    audio_pcm_free(&pcm);
+    return rc;
+}
+
+static void print_json(const WhisperModel *model, int threads, int repeats, const WhisperBench *b,
+                       const BenchFile *f, double rss_mb) {
+    printf("{\"model\":\"%s\",\"threads\":%d,\"repeats\":%d,\"blas_core\":\"%s\","
+           "\"sgemm_gflops\":%.1f,\"encoder_ms\":%.1f,\"encoder_gflops\":%.1f,"
+           "\"encoder_vs_sgemm\":%.3f,\"decoder_ms_per_token\":%.3f,"
+           "\"decoder_batch5_ms_per_step\":%.3f,\"decoder_batch5_ms_per_token\":%.3f,"
+           "\"peak_rss_mb\":%.1f",
+           whisper_model_type(model), threads, repeats, whisper_blas_core(), b->sgemm_gflops,
+           b->encoder_ms, b->encoder_gflops, b->encoder_gflops / b->sgemm_gflops,
+           b->decoder_ms_per_token, b->decoder_batch5_ms_per_step, b->decoder_batch5_ms_per_token,
+           rss_mb);
+    printf(",\"encoder_gflop\":%.3f,\"memcpy_gbps\":%.4f,\"decoder_kv_len\":%.2f,"
+           "\"decoder_bytes_per_token\":%.0f,\"decoder_floor_ms_per_token\":%.6f,"
+           "\"decoder_vs_floor\":%.4f,\"batch5_vs_single\":%.4f",
+           b->encoder_flops / 1e9, b->memcpy_gbps, b->decoder_kv_len, b->decoder_bytes_per_token,
+           b->decoder_floor_ms_per_token, b->decoder_vs_floor, b->batch5_vs_single);
+    if (f)
+        printf(",\"audio_seconds\":%.2f,\"end_to_end_seconds\":%.3f,\"realtime_factor\":%.4f,"
+               "\"audio_hours_per_hour\":%.3f",
+               f->audio_seconds, f->seconds, rtf(f), hours_per_hour(f));
+    printf("}\n");
+}
+
+static void print_text(const WhisperModel *model, int threads, int repeats, const WhisperBench *b,
+                       const BenchFile *f, double rss_mb) {
+    printf("model               %s (%d threads, OpenBLAS %s kernels, medians of %d)\n",
+           whisper_model_type(model), threads, whisper_blas_core(), repeats);
+    printf("sgemm               %8.1f GFLOP/s (2048^3, this run)\n", b->sgemm_gflops);
+    printf("memcpy              %8.2f GB/s (256 MiB, this run)\n", b->memcpy_gbps);
+    printf("encoder             %8.1f ms per 30 s window of %.1f GFLOP: %.1f GFLOP/s = %.0f%% of "
+           "sgemm\n",
+           b->encoder_ms, b->encoder_flops / 1e9, b->encoder_gflops,
+           100.0 * b->encoder_gflops / b->sgemm_gflops);
+    printf("decoder             %8.3f ms per token (one sequence)\n", b->decoder_ms_per_token);
+    printf("decoder floor       %8.3f ms per token: %.1f MB read per step (KV length %.1f) at "
+           "memcpy speed; decoder is %.2fx the floor\n",
+           b->decoder_floor_ms_per_token, b->decoder_bytes_per_token / 1e6, b->decoder_kv_len,
+           b->decoder_vs_floor);
+    printf("decoder, batch of 5 %8.3f ms per step, %.3f ms per token (%.2fx single)\n",
+           b->decoder_batch5_ms_per_step, b->decoder_batch5_ms_per_token, b->batch5_vs_single);
+    if (f)
+        printf("end to end          %8.3f s for %.1f s of audio: real-time factor %.4f, %.1f audio "
+               "hours per hour\n",
+               f->seconds, f->audio_seconds, rtf(f), hours_per_hour(f));
+    printf("peak RSS            %8.1f MB\n", rss_mb);
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -75,68 +175,14 @@ int cmd_bench(int argc, char **argv) {
         return 1;
     }
 
-    double e2e = 0, audio_s = 0;
-    int rc = 0;
-    if (file) {
-        AudioPcm pcm = {0};
-        WhisperState *st = NULL;
-        WhisperResult r = {0};
-        WhisperParams wp = whisper_default_params();
-        double *t = calloc((size_t)repeats, sizeof *t);
-        rc = audio_decode_file(file, &pcm, msg, sizeof msg);
-        if (!rc) rc = whisper_state_create(model, threads, &st, msg, sizeof msg);
-        for (int i = 0; !rc && i < repeats; i++) {
-            double t0 = di_now();
-            rc = whisper_transcribe(st, pcm.samples, pcm.n_samples, &wp, &r, msg, sizeof msg);
-            t[i] = di_now() - t0;
-            whisper_result_free(&r);
-        }
-        if (!rc) { /* median */
-            for (int i = 0; i < repeats; i++)
-                for (int j = i + 1; j < repeats; j++)
-                    if (t[j] < t[i]) {
-                        double x = t[i];
-                        t[i] = t[j];
-                        t[j] = x;
-                    }
-            e2e = repeats % 2 ? t[repeats / 2] : 0.5 * (t[repeats / 2 - 1] + t[repeats / 2]);
-            audio_s = pcm.duration;
-        }
-        free(t);
-        whisper_state_free(st);
-        audio_pcm_free(&pcm);
-        if (rc) fprintf(stderr, "diarist bench: %s: %s\n", file, msg);
-    }
+    BenchFile f = {0};
+    int rc = file ? bench_file(model, file, threads, repeats, &f, msg, sizeof msg) : 0;
+    if (rc) fprintf(stderr, "diarist bench: %s: %s\n", file, msg);
     double rss_mb = (double)di_peak_rss() / (1024.0 * 1024.0);
-    if (!rc && json) {
-        printf("{\"model\":\"%s\",\"threads\":%d,\"repeats\":%d,\"blas_core\":\"%s\","
-               "\"sgemm_gflops\":%.1f,\"encoder_ms\":%.1f,\"encoder_gflops\":%.1f,"
-               "\"encoder_vs_sgemm\":%.3f,\"decoder_ms_per_token\":%.3f,"
-               "\"decoder_batch5_ms_per_step\":%.3f,\"decoder_batch5_ms_per_token\":%.3f,"
-               "\"peak_rss_mb\":%.1f",
-               whisper_model_type(model), threads, repeats, whisper_blas_core(), b.sgemm_gflops,
-               b.encoder_ms, b.encoder_gflops, b.encoder_gflops / b.sgemm_gflops,
-               b.decoder_ms_per_token, b.decoder_batch5_ms_per_step, b.decoder_batch5_ms_per_token,
-               rss_mb);
-        if (file)
-            printf(",\"audio_seconds\":%.2f,\"end_to_end_seconds\":%.3f,\"realtime_factor\":%.4f",
-                   audio_s, e2e, audio_s > 0 ? e2e / audio_s : 0.0);
-        printf("}\n");
-    } else if (!rc) {
-        printf("model               %s (%d threads, OpenBLAS %s kernels, medians of %d)\n",
-               whisper_model_type(model), threads, whisper_blas_core(), repeats);
-        printf("sgemm               %8.1f GFLOP/s (2048^3, this run)\n", b.sgemm_gflops);
-        printf("encoder             %8.1f ms per 30 s window, %.1f GFLOP/s = %.0f%% of sgemm\n",
-               b.encoder_ms, b.encoder_gflops, 100.0 * b.encoder_gflops / b.sgemm_gflops);
-        printf("decoder             %8.3f ms per token (one sequence)\n", b.decoder_ms_per_token);
-        printf("decoder, batch of 5 %8.3f ms per step, %.3f ms per token (%.2fx single)\n",
-               b.decoder_batch5_ms_per_step, b.decoder_batch5_ms_per_token,
-               b.decoder_batch5_ms_per_token / b.decoder_ms_per_token);
-        if (file)
-            printf("end to end          %8.3f s for %.1f s of audio: real-time factor %.4f\n", e2e,
-                   audio_s, audio_s > 0 ? e2e / audio_s : 0.0);
-        printf("peak RSS            %8.1f MB\n", rss_mb);
-    }
+    if (!rc && json)
+        print_json(model, threads, repeats, &b, file ? &f : NULL, rss_mb);
+    else if (!rc)
+        print_text(model, threads, repeats, &b, file ? &f : NULL, rss_mb);
     whisper_model_free(model);
     return rc ? 1 : 0;
 }

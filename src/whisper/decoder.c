@@ -185,11 +185,8 @@ int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, i
     for (int s = 0; s < n_seq; s++) {
         for (int i = 0; i < n_tok; i++) {
             float *x = b.x + ((size_t)s * n_tok + i) * S;
-            size_t row = (size_t)tokens[s * n_tok + i] * S;
-            if (emb->type == TENSOR_F16)
-                di_f16_to_f32_row((const uint16_t *)emb->data + row, x, (size_t)S);
-            else
-                memcpy(x, (const float *)emb->data + row, (size_t)S * sizeof(float));
+            size_t row = (size_t)tokens[s * n_tok + i] * quant_row_bytes(emb->type, S);
+            quant_dequant_row(emb->type, (const uint8_t *)emb->data + row, x, S);
             const float *p = pos + (size_t)(n_past + i) * S;
             for (int c = 0; c < S; c++)
                 x[c] += p[c];

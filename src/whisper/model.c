@@ -76,27 +76,36 @@ static const char *ggml_type_name(int t) {
         return "q8_0";
     case 9:
         return "q8_1";
+    case 10:
+        return "q2_k";
+    case 11:
+        return "q3_k";
+    case 12:
+        return "q4_k";
+    case 13:
+        return "q5_k";
+    case 14:
+        return "q6_k";
+    case 15:
+        return "q8_k";
     default:
         return "unknown";
     }
 }
 
-/* Whole-file ftype values for quantized models (llama.cpp's enum). */
+/* Whole-file ftype values for quantized models (llama.cpp's enum); the
+ * k-quants (10 and up) name a mix of types and are all refused. */
 static const char *ftype_name(int f) {
-    switch (f) {
-    case 2:
-        return "q4_0";
-    case 3:
-        return "q4_1";
-    case 7:
-        return "q8_0";
-    case 8:
-        return "q5_0";
-    case 9:
-        return "q5_1";
-    default:
-        return "unknown";
-    }
+    static const char *const names[] = {"f32",    "f16",    "q4_0",   "q4_1",   "q4_1_some_f16",
+                                        "q4_2",   "q4_3",   "q8_0",   "q5_0",   "q5_1",
+                                        "q2_k",   "q3_k_s", "q3_k_m", "q3_k_l", "q4_k_s",
+                                        "q4_k_m", "q5_k_s", "q5_k_m", "q6_k"};
+    return f >= 0 && f < (int)(sizeof names / sizeof names[0]) ? names[f] : "unknown";
+}
+
+/* Whole-file types whose tensors this engine can run. */
+static int ftype_supported(int f) {
+    return f == 0 || f == 1 || f == 2 || f == 7 || f == 8 || f == 9;
 }
 
 static int check_range(const char *name, int v, int lo, int hi, char *msg, size_t cap) {
@@ -133,11 +142,11 @@ static int read_hparams(Reader *r, WhisperHparams *hp, char *msg, size_t cap) {
     if (hp->ftype < 0)
         return di_fail(msg, cap, DI_EFORMAT, "model header: negative ftype %d", hp->ftype);
     hp->ftype %= 1000;
-    if (hp->ftype > 1)
+    if (!ftype_supported(hp->ftype))
         return di_fail(msg, cap, DI_EUNSUPPORTED,
-                       "model is quantized (%s); quantized models are not supported yet, use an "
-                       "f16 or f32 model",
-                       ftype_name(hp->ftype));
+                       "model is quantized as %s (ftype %d), which is not supported; use f32, "
+                       "f16, q8_0, q5_1, q5_0 or q4_0",
+                       ftype_name(hp->ftype), hp->ftype);
     return 0;
 }
 
@@ -298,6 +307,34 @@ static Expect *find_expect(ExpectList *l, const char *name) {
     return NULL;
 }
 
+/* Types and shape: f32 anywhere, f16 for matrices, block-quantized types
+ * only for 2-D matrices whose rows are whole 32-weight blocks (as
+ * whisper.cpp's quantizer leaves conv weights in f16). */
+static int check_tensor_type(const Expect *e, const char *name, int ttype, const int32_t *ne,
+                             char *msg, size_t cap) {
+    if (ttype != TENSOR_F32 && ttype != TENSOR_F16 && !quant_is_block_type(ttype))
+        return di_fail(msg, cap, DI_EUNSUPPORTED,
+                       "tensor '%s' has type %s (ggml type %d), which is not supported; use f32, "
+                       "f16, q8_0, q5_1, q5_0 or q4_0",
+                       name, ggml_type_name(ttype), ttype);
+    if (ttype != TENSOR_F32 && !e->matrix)
+        return di_fail(msg, cap, DI_EFORMAT, "tensor '%s' is %s but must be f32", name,
+                       ggml_type_name(ttype));
+    for (int i = 0; i < 3; i++)
+        if (ne[i] != e->ne[i])
+            return di_fail(msg, cap, DI_EFORMAT,
+                           "tensor '%s' has shape [%d, %d, %d], expected [%d, %d, %d]", name, ne[0],
+                           ne[1], ne[2], e->ne[0], e->ne[1], e->ne[2]);
+    if (quant_is_block_type(ttype) && e->n_dims != 2)
+        return di_fail(msg, cap, DI_EFORMAT, "tensor '%s' is %s but only 2-D matrices may be",
+                       name, ggml_type_name(ttype));
+    if (quant_is_block_type(ttype) && ne[0] % 32)
+        return di_fail(msg, cap, DI_EFORMAT,
+                       "tensor '%s' is %s but its rows of %d weights are not whole blocks of 32",
+                       name, ggml_type_name(ttype), ne[0]);
+    return 0;
+}
+
 static int read_tensor(Reader *r, ExpectList *l, WhisperModel *m, char *msg, size_t cap) {
     int32_t n_dims, name_len, ttype, ne[3] = {1, 1, 1};
     if (rd_i32(r, &n_dims) || rd_i32(r, &name_len) || rd_i32(r, &ttype))
@@ -318,19 +355,9 @@ static int read_tensor(Reader *r, ExpectList *l, WhisperModel *m, char *msg, siz
     Expect *e = find_expect(l, name);
     if (!e) return di_fail(msg, cap, DI_EFORMAT, "unknown tensor '%s' in model", name);
     if (e->found) return di_fail(msg, cap, DI_EFORMAT, "tensor '%s' appears twice", name);
-    if (ttype != TENSOR_F32 && ttype != TENSOR_F16)
-        return di_fail(msg, cap, DI_EUNSUPPORTED,
-                       "tensor '%s' is quantized (%s); quantized tensors are not supported yet",
-                       name, ggml_type_name(ttype));
-    if (ttype == TENSOR_F16 && !e->matrix)
-        return di_fail(msg, cap, DI_EFORMAT, "tensor '%s' is f16 but must be f32", name);
-    for (int i = 0; i < 3; i++)
-        if (ne[i] != e->ne[i])
-            return di_fail(msg, cap, DI_EFORMAT,
-                           "tensor '%s' has shape [%d, %d, %d], expected [%d, %d, %d]", name, ne[0],
-                           ne[1], ne[2], e->ne[0], e->ne[1], e->ne[2]);
-    size_t count = (size_t)ne[0] * (size_t)ne[1] * (size_t)ne[2];
-    size_t bytes = count * (ttype == TENSOR_F16 ? 2 : 4);
+    int rc = check_tensor_type(e, name, ttype, ne, msg, cap);
+    if (rc) return rc;
+    size_t bytes = quant_row_bytes(ttype, ne[0]) * (size_t)ne[1] * (size_t)ne[2];
     if (bytes > r->size - r->pos)
         return di_fail(msg, cap, DI_EFORMAT, "model truncated in the data of tensor '%s'", name);
     void *data = aligned_alloc(64, (bytes + 63) & ~(size_t)63);

@@ -1,7 +1,7 @@
 /*
- * The engine's operations. Matrix products go to OpenBLAS's sgemm; f16
- * weights are widened to f32 a block of rows at a time so the model stays
- * f16 in memory. Products with few rows (decoding a token for 1 to 7
+ * The engine's operations. Matrix products go to OpenBLAS's sgemm; f16 and
+ * quantized weights are widened to f32 a block of rows at a time so the
+ * model stays compact in memory. Products with few rows (decoding a token for 1 to 7
  * sequences) are memory-bound, so they use our own kernel that reads each
  * f16 weight once and multiplies it into every row.
  *
@@ -121,17 +121,37 @@ typedef struct {
     const Tensor *w;
 } MatmulJob;
 
-static void gemv_task(void *ctx, int i, int thread) {
-    (void)thread;
-    MatmulJob *j = ctx;
-    int n0 = i * GEMV_BLOCK_N, n1 = n0 + GEMV_BLOCK_N < j->N ? n0 + GEMV_BLOCK_N : j->N;
+static void gemv_rows(float *y, const float *x, int M, int K, int N, const Tensor *w, int n0,
+                      int n1) {
 #if HAVE_X86
     if (cpu_has_avx2()) {
-        gemv_rows_avx2(j->y, j->x, j->M, j->K, j->N, j->w, n0, n1);
+        gemv_rows_avx2(y, x, M, K, N, w, n0, n1);
         return;
     }
 #endif
-    gemv_rows_scalar(j->y, j->x, j->M, j->K, j->N, j->w, n0, n1);
+    gemv_rows_scalar(y, x, M, K, N, w, n0, n1);
+}
+
+/* Quantized weights: each row is widened into this thread's scratch (it
+ * stays in L1) and multiplied as f32, so the matrix is read once, packed. */
+static void gemv_quant_rows(const MatmulJob *j, int n0, int n1, int thread) {
+    size_t cap;
+    float *buf = op_thread_scratch(j->st, thread, &cap);
+    size_t rb = quant_row_bytes(j->w->type, j->K);
+    Tensor row = {.type = TENSOR_F32, .n_dims = 2, .ne = {j->K, 1, 1}, .data = buf};
+    for (int n = n0; n < n1; n++) {
+        quant_dequant_row(j->w->type, (const uint8_t *)j->w->data + (size_t)n * rb, buf, j->K);
+        gemv_rows(j->y + n, j->x, j->M, j->K, j->N, &row, 0, 1);
+    }
+}
+
+static void gemv_task(void *ctx, int i, int thread) {
+    MatmulJob *j = ctx;
+    int n0 = i * GEMV_BLOCK_N, n1 = n0 + GEMV_BLOCK_N < j->N ? n0 + GEMV_BLOCK_N : j->N;
+    if (quant_is_block_type(j->w->type))
+        gemv_quant_rows(j, n0, n1, thread);
+    else
+        gemv_rows(j->y, j->x, j->M, j->K, j->N, j->w, n0, n1);
 }
 
 /* ---- Many-row path: widen a block of weight rows, then sgemm ------------ */
@@ -140,11 +160,13 @@ static void gemm_task(void *ctx, int i, int thread) {
     MatmulJob *j = ctx;
     int n0 = i * GEMM_BLOCK_N, nb = j->N - n0 < GEMM_BLOCK_N ? j->N - n0 : GEMM_BLOCK_N;
     const float *wf;
-    if (j->w->type == TENSOR_F16) {
+    if (j->w->type != TENSOR_F32) {
+        /* Whole rows are whole blocks, so nb rows widen as one run. */
         size_t cap;
         float *buf = op_thread_scratch(j->st, thread, &cap);
-        const uint16_t *src = (const uint16_t *)j->w->data + (size_t)n0 * j->K;
-        di_f16_to_f32_row(src, buf, (size_t)nb * j->K);
+        const uint8_t *src =
+            (const uint8_t *)j->w->data + (size_t)n0 * quant_row_bytes(j->w->type, j->K);
+        quant_dequant_row(j->w->type, src, buf, nb * j->K);
         wf = buf;
     } else {
         wf = (const float *)j->w->data + (size_t)n0 * j->K;

@@ -19,7 +19,8 @@
  * whisper_synth_write(path, spec): writes the model, streaming tensor by
  * tensor (a large model is ~3 GB; memory use stays ~1 MB). The output
  * depends only on spec (and the content of vocab_from). DI_EINVAL for a bad spec (n_vocab >= 51864,
- * equal even encoder/decoder widths, heads dividing them, ftype 0 or 1) or a vocab_from whose
+ * equal even encoder/decoder widths, heads dividing them, ftype 0 (f32), 1 (f16) or, with the
+ * width a multiple of 32, a quantized one: 2 (q4_0), 7 (q8_0), 8 (q5_0), 9 (q5_1)) or a vocab_from whose
  * filter bank has another n_mels; DI_ENOTFOUND when vocab_from does not exist, DI_EFORMAT when it
  * is malformed, DI_EINVAL when it is the output path itself; DI_EIO when writing fails, and then
  * the partial file is removed (if it is a regular file). Without vocab_from the filters are
@@ -43,9 +44,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "whisper/whisper.h"
+#include "whisper/whisper_impl.h"
 
 #define GGML_MAGIC 0x67676d6cu
+#define QNT_VERSION 2 /* ggml's GGML_QNT_VERSION for these block layouts */
 #define N_FFT_BINS (WHISPER_N_FFT / 2 + 1) /* 201 */
 #define MIN_VOCAB 51864                    /* the smallest real Whisper vocabulary */
 
@@ -90,6 +92,27 @@ int whisper_synth_preset(const char *name, WhisperHparams *hp) {
     return DI_EINVAL;
 }
 
+/* The ggml type of the 2-D matrices for a whole-file ftype (llama.cpp's
+ * enum for the quantized ones), or -1. */
+static int matrix_type(int ftype) {
+    switch (ftype) {
+    case 0:
+        return TENSOR_F32;
+    case 1:
+        return TENSOR_F16;
+    case 2:
+        return TENSOR_Q4_0;
+    case 7:
+        return TENSOR_Q8_0;
+    case 8:
+        return TENSOR_Q5_0;
+    case 9:
+        return TENSOR_Q5_1;
+    default:
+        return -1;
+    }
+}
+
 static int check_hparams(const WhisperHparams *hp, char *msg, size_t cap) {
     const int S = hp->n_audio_state;
     if (hp->n_vocab < MIN_VOCAB || hp->n_vocab > (1 << 20))
@@ -115,8 +138,13 @@ static int check_hparams(const WhisperHparams *hp, char *msg, size_t cap) {
                        hp->n_audio_ctx, hp->n_text_ctx);
     if (hp->n_mels < 1 || hp->n_mels > 512)
         return di_fail(msg, cap, DI_EINVAL, "n_mels %d outside [1, 512]", hp->n_mels);
-    if (hp->ftype != 0 && hp->ftype != 1)
-        return di_fail(msg, cap, DI_EINVAL, "ftype %d: only 0 (f32) and 1 (f16)", hp->ftype);
+    if (matrix_type(hp->ftype) < 0)
+        return di_fail(msg, cap, DI_EINVAL,
+                       "ftype %d: only 0 (f32), 1 (f16), 2 (q4_0), 7 (q8_0), 8 (q5_0), 9 (q5_1)",
+                       hp->ftype);
+    if (matrix_type(hp->ftype) > TENSOR_F16 && S % 32)
+        return di_fail(msg, cap, DI_EINVAL,
+                       "n_audio_state %d must be a multiple of 32 for a quantized model", S);
     return 0;
 }
 
@@ -188,7 +216,7 @@ static double rng_gauss(Rng *r) {
 
 /* ---- The tensor list --------------------------------------------------- */
 
-enum { T_F32 = 0, T_F16 = 1 };
+enum { T_F32 = TENSOR_F32, T_F16 = TENSOR_F16 };
 enum { INIT_NORMAL, INIT_SINUSOIDS };
 
 typedef struct {
@@ -286,19 +314,22 @@ static void add_block(TensorList *l, const char *prefix, int S, int wtype, int c
  * buffers before its submodules, hence the positional embeddings first),
  * which is also the order of the golden micro model. Types follow
  * whisper.cpp's loader: conv weights and 2-D matrices take the model's type,
- * everything else is f32; conv biases are stored as [1, S]. */
+ * everything else is f32; conv biases are stored as [1, S]. A quantized
+ * model quantizes the 2-D matrices (the token embedding included) and keeps
+ * conv weights f16, as whisper.cpp's quantizer does. */
 static int build_tensors(const WhisperHparams *hp, TensorList *l) {
-    const int S = hp->n_audio_state, wtype = hp->ftype == 0 ? T_F32 : T_F16;
+    const int S = hp->n_audio_state, wtype = matrix_type(hp->ftype);
+    const int ctype = wtype == T_F32 ? T_F32 : T_F16;
     l->cap = 11 + 15 * hp->n_audio_layer + 24 * hp->n_text_layer;
     l->n = 0;
     l->t = calloc((size_t)l->cap, sizeof *l->t);
     if (!l->t) return DI_ENOMEM;
 
     add(l, "encoder.positional_embedding", 2, S, hp->n_audio_ctx, 1, T_F32, INIT_SINUSOIDS, 0, 0);
-    add(l, "encoder.conv1.weight", 3, 3, hp->n_mels, S, wtype, INIT_NORMAL, 0,
+    add(l, "encoder.conv1.weight", 3, 3, hp->n_mels, S, ctype, INIT_NORMAL, 0,
         1.0 / sqrt(3.0 * hp->n_mels));
     add(l, "encoder.conv1.bias", 2, 1, S, 1, T_F32, INIT_NORMAL, 0, 0.01);
-    add(l, "encoder.conv2.weight", 3, 3, S, S, wtype, INIT_NORMAL, 0, 1.0 / sqrt(3.0 * S));
+    add(l, "encoder.conv2.weight", 3, 3, S, S, ctype, INIT_NORMAL, 0, 1.0 / sqrt(3.0 * S));
     add(l, "encoder.conv2.bias", 2, 1, S, 1, T_F32, INIT_NORMAL, 0, 0.01);
     char prefix[48];
     for (int i = 0; i < hp->n_audio_layer; i++) {
@@ -336,11 +367,12 @@ static float sinusoid(size_t k, int channels) {
 enum { CHUNK = 1 << 15 }; /* values converted per write */
 
 /* Output with a sticky error (an errno value), so write calls need no checks
- * each; chunk is scratch space for converting tensor values. */
+ * each; chunk and vals are scratch space for converting tensor values. */
 typedef struct {
     FILE *f;
     int err;
     uint8_t *chunk; /* CHUNK * 4 bytes */
+    float *vals;    /* CHUNK values before quantization */
 } Out;
 
 static void put_bytes(Out *o, const void *p, size_t n) {
@@ -379,6 +411,15 @@ static void write_tensor(Out *o, const TensorSpec *t, uint64_t seed, int S) {
     for (size_t done = 0; done < n && !o->err;) {
         size_t m = n - done < CHUNK ? n - done : CHUNK;
         uint8_t *p = o->chunk;
+        if (quant_is_block_type(t->type)) {
+            /* CHUNK and every row are whole blocks of 32 (check_hparams). */
+            for (size_t i = 0; i < m; i++)
+                o->vals[i] = (float)(t->mean + t->std * rng_gauss(&rng));
+            quant_quantize_row(t->type, o->vals, o->chunk, (int)m);
+            put_bytes(o, o->chunk, quant_row_bytes(t->type, (int)m));
+            done += m;
+            continue;
+        }
         for (size_t i = 0; i < m; i++) {
             float v = t->init == INIT_SINUSOIDS ? sinusoid(done + i, S)
                                                 : (float)(t->mean + t->std * rng_gauss(&rng));
@@ -561,8 +602,8 @@ int whisper_synth_write(const char *path, const WhisperSynthSpec *spec, char *ms
         return di_fail(msg, cap, DI_EINVAL, "%s is both vocab_from and the output", path);
     }
 
-    Out o = {NULL, 0, malloc((size_t)CHUNK * 4)};
-    if (!o.chunk) {
+    Out o = {NULL, 0, malloc((size_t)CHUNK * 4), malloc((size_t)CHUNK * sizeof(float))};
+    if (!o.chunk || !o.vals) {
         rc = di_fail(msg, cap, DI_ENOMEM, "out of memory");
         goto done;
     }
@@ -577,11 +618,13 @@ int whisper_synth_write(const char *path, const WhisperSynthSpec *spec, char *ms
     int regular = fstat(fileno(o.f), &st) == 0 && S_ISREG(st.st_mode);
     setvbuf(o.f, NULL, _IOFBF, 1 << 20);
 
+    /* whisper.cpp marks quantized files with the quantization version. */
+    int wq = matrix_type(hp->ftype) > TENSOR_F16;
     put_u32(&o, GGML_MAGIC);
     const int32_t fields[11] = {hp->n_vocab,      hp->n_audio_ctx,   hp->n_audio_state,
                                 hp->n_audio_head, hp->n_audio_layer, hp->n_text_ctx,
                                 hp->n_text_state, hp->n_text_head,   hp->n_text_layer,
-                                hp->n_mels,       hp->ftype};
+                                hp->n_mels,       hp->ftype + (wq ? QNT_VERSION * 1000 : 0)};
     for (int i = 0; i < 11; i++)
         put_i32(&o, fields[i]);
     if (src) {
@@ -600,6 +643,7 @@ int whisper_synth_write(const char *path, const WhisperSynthSpec *spec, char *ms
 done:
     if (src) fclose(src);
     free(o.chunk);
+    free(o.vals);
     free(list.t);
     return rc;
 }

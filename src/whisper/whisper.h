@@ -192,7 +192,8 @@ int whisper_detect_language(WhisperState *state, const float *mel, int n_frames,
  * and benchmarks use models with the real architecture and seeded random
  * weights, written in the same ggml format. */
 typedef struct {
-    WhisperHparams hp; /* dimensions; hp.ftype 0 (f32) or 1 (f16) */
+    WhisperHparams hp; /* dimensions; hp.ftype 0 (f32), 1 (f16), 2 (q4_0), 7 (q8_0),
+                          8 (q5_0) or 9 (q5_1): llama.cpp's enum, as in ggml files */
     uint64_t seed;
     const char *vocab_from; /* ggml model whose mel filters and vocabulary are
                                copied; NULL generates them */
@@ -212,11 +213,26 @@ typedef struct {
     double decoder_ms_per_token;        /* one sequence, median */
     double decoder_batch5_ms_per_step;  /* 5 sequences in lockstep, median */
     double decoder_batch5_ms_per_token; /* the same divided by 5 */
+    double batch5_vs_single;            /* batch-5 ms per token / single ms per token */
+    double memcpy_gbps; /* 256 MiB memcpy on n_threads, bytes copied per ns, this run */
+    /* The decoder's memory floor: what a single-sequence step reads (weights
+     * in their stored type, f32 caches), averaged over the steps that
+     * decoder_ms_per_token times, and that at memcpy speed. */
+    double decoder_kv_len;             /* mean self-attention rows per timed step */
+    double decoder_bytes_per_token;    /* mean bytes read per timed step */
+    double decoder_floor_ms_per_token; /* bytes / (memcpy_gbps * 1e6) */
+    double decoder_vs_floor;           /* decoder_ms_per_token / the floor */
 } WhisperBench;
 
 /* Times the engine's parts on synthetic input with a fresh state of
  * n_threads; each figure is the median of `repeats` runs. */
 int whisper_bench(const WhisperModel *model, int n_threads, int repeats, WhisperBench *out,
                   char *msg, size_t cap);
+/* Bytes one decoder step of one sequence reads when its self-attention
+ * cache holds kv_len rows (the new token's included): every decoder weight
+ * it uses in its stored type, the whole token embedding (the logits
+ * projection), and the f32 self- and cross-attention keys and values.
+ * Activations, which stay in cache, are left out. 0 for bad arguments. */
+size_t whisper_decoder_step_bytes(const WhisperModel *model, int kv_len);
 
 #endif

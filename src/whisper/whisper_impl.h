@@ -10,12 +10,20 @@
 
 #include "whisper/whisper.h"
 
-enum { TENSOR_F32 = 0, TENSOR_F16 = 1 };
+/* ggml's type ids for the tensor types the loader accepts. */
+enum {
+    TENSOR_F32 = 0,
+    TENSOR_F16 = 1,
+    TENSOR_Q4_0 = 2,
+    TENSOR_Q5_0 = 6,
+    TENSOR_Q5_1 = 7,
+    TENSOR_Q8_0 = 8,
+};
 
 /* A view of one tensor inside the loaded file. ne[0] is the fastest index
  * (ggml order): a PyTorch [out][in] matrix has ne = {in, out}. */
 typedef struct {
-    int type; /* TENSOR_F32 or TENSOR_F16 */
+    int type; /* TENSOR_*; block-quantized only for 2-D matrices */
     int n_dims;
     int ne[3];
     const void *data;
@@ -154,6 +162,18 @@ void op_attention(float *out, const float *q, const float *k, const float *v, in
                   int dh, int ld, float scale, int causal_base, float *scores);
 /* Fills wbuf-sized scratch per thread: floats available to each thread. */
 float *op_thread_scratch(WhisperState *st, int thread, size_t *n);
+
+/* ---- Weight formats (quant.c) ------------------------------------------ */
+
+/* Block-quantized types pack 32 weights per block, so a row's length n must
+ * be a multiple of 32 for them (the loader checks). The functions accept
+ * TENSOR_F32 and TENSOR_F16 as well, so callers need no special case. */
+int quant_is_block_type(int type); /* q4_0, q5_0, q5_1, q8_0 */
+size_t quant_row_bytes(int type, int n);
+/* Widens n weights (a row or several whole rows) to f32. */
+void quant_dequant_row(int type, const void *src, float *dst, int n);
+/* ggml's reference quantization of n floats (for synthetic models, tests). */
+void quant_quantize_row(int type, const float *src, void *dst, int n);
 
 /* Encoder FLOPs per 30 s window (for benchmarks). */
 double encoder_flops(const WhisperHparams *hp);
