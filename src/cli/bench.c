@@ -13,7 +13,8 @@ static void usage(FILE *f) {
     fprintf(f, "usage: diarist bench -m MODEL [-t N] [-r REPEATS] [--json] [FILE]\n\n"
                "  -m, --model PATH   ggml Whisper model (default $DIARIST_MODEL)\n"
                "  -t, --threads N    threads (default: available cores, at most 8)\n"
-               "  -r, --repeats N    runs per figure; medians are reported (default 3)\n"
+               "  -r, --repeats N    runs per figure (default 3): medians, and ratios paired\n"
+               "                     with a ceiling measured just before each run\n"
                "      --json         one JSON object on stdout\n"
                "  FILE               also transcribe FILE end to end (greedy, without\n"
                "                     temperature fallback, which random weights would never\n"
@@ -80,14 +81,23 @@ static void print_json(const WhisperModel *model, int threads, int repeats, cons
            "\"decoder_batch5_ms_per_step\":%.3f,\"decoder_batch5_ms_per_token\":%.3f,"
            "\"peak_rss_mb\":%.1f",
            whisper_model_type(model), threads, repeats, whisper_blas_core(), b->sgemm_gflops,
-           b->encoder_ms, b->encoder_gflops, b->encoder_gflops / b->sgemm_gflops,
-           b->decoder_ms_per_token, b->decoder_batch5_ms_per_step, b->decoder_batch5_ms_per_token,
-           rss_mb);
+           b->encoder_ms, b->encoder_gflops, b->encoder_vs_sgemm, b->decoder_ms_per_token,
+           b->decoder_batch5_ms_per_step, b->decoder_batch5_ms_per_token, rss_mb);
     printf(",\"encoder_gflop\":%.3f,\"memcpy_gbps\":%.4f,\"decoder_kv_len\":%.2f,"
            "\"decoder_bytes_per_token\":%.0f,\"decoder_floor_ms_per_token\":%.6f,"
            "\"decoder_vs_floor\":%.4f,\"batch5_vs_single\":%.4f",
            b->encoder_flops / 1e9, b->memcpy_gbps, b->decoder_kv_len, b->decoder_bytes_per_token,
            b->decoder_floor_ms_per_token, b->decoder_vs_floor, b->batch5_vs_single);
+    const char *names[3] = {"encoder_vs_sgemm_runs", "decoder_vs_floor_runs",
+                            "batch5_vs_single_runs"};
+    const double *runs[3] = {b->encoder_vs_sgemm_runs, b->decoder_vs_floor_runs,
+                             b->batch5_vs_single_runs};
+    for (int k = 0; k < 3; k++) {
+        printf(",\"%s\":[", names[k]);
+        for (int r = 0; r < b->repeats; r++)
+            printf("%s%.4f", r ? "," : "", runs[k][r]);
+        printf("]");
+    }
     if (f)
         printf(",\"audio_seconds\":%.2f,\"end_to_end_seconds\":%.3f,\"realtime_factor\":%.4f,"
                "\"audio_hours_per_hour\":%.3f",
@@ -103,8 +113,7 @@ static void print_text(const WhisperModel *model, int threads, int repeats, cons
     printf("memcpy              %8.2f GB/s (256 MiB, this run)\n", b->memcpy_gbps);
     printf("encoder             %8.1f ms per 30 s window of %.1f GFLOP: %.1f GFLOP/s = %.0f%% of "
            "sgemm\n",
-           b->encoder_ms, b->encoder_flops / 1e9, b->encoder_gflops,
-           100.0 * b->encoder_gflops / b->sgemm_gflops);
+           b->encoder_ms, b->encoder_flops / 1e9, b->encoder_gflops, 100.0 * b->encoder_vs_sgemm);
     printf("decoder             %8.3f ms per token (one sequence)\n", b->decoder_ms_per_token);
     printf("decoder floor       %8.3f ms per token: %.1f MB read per step (KV length %.1f) at "
            "memcpy speed; decoder is %.2fx the floor\n",
@@ -139,7 +148,7 @@ int cmd_bench(int argc, char **argv) {
             }
             break;
         case 'r':
-            if (cli_int(optarg, 1, 1000, &repeats)) {
+            if (cli_int(optarg, 1, WHISPER_BENCH_MAX_REPEATS, &repeats)) {
                 fprintf(stderr, "diarist bench: invalid --repeats '%s'\n", optarg);
                 return 2;
             }

@@ -182,6 +182,30 @@ void di_f16_to_f32_row(const uint16_t *src, float *dst, size_t n) {
         dst[i] = di_f16_to_f32(src[i]);
 }
 
+#if defined(__x86_64__)
+__attribute__((target("f16c,avx"))) static void f32_row_f16c(const float *src, uint16_t *dst,
+                                                             size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(dst + i), h);
+    }
+    for (; i < n; i++)
+        dst[i] = di_f32_to_f16(src[i]);
+}
+#endif
+
+void di_f32_to_f16_row(const float *src, uint16_t *dst, size_t n) {
+#if defined(__x86_64__)
+    if (di_cpu_features() & DI_CPU_AVX2_FMA_F16C) {
+        f32_row_f16c(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++)
+        dst[i] = di_f32_to_f16(src[i]);
+}
+
 static uint64_t splitmix64(uint64_t *x) {
     uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

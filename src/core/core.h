@@ -61,6 +61,7 @@ float di_f16_to_f32(uint16_t h);
 uint16_t di_f32_to_f16(float f);
 /* Converts n halves; uses F16C instructions when the CPU has them. */
 void di_f16_to_f32_row(const uint16_t *src, float *dst, size_t n);
+void di_f32_to_f16_row(const float *src, uint16_t *dst, size_t n);
 
 /* A seeded xoshiro256** generator: the same numbers on every machine, so
  * sampling and synthetic models are repeatable. Any seed, 0 included, is

@@ -23,78 +23,25 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* OpenBLAS with its own threads on a large square product: the ceiling our
- * matrix products can hope for on this machine. */
-static double sgemm_gflops(int n_threads, int repeats) {
-    const int n = 2048;
-    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
-          *c = malloc(sizeof(float) * n * n);
-    double *t = calloc((size_t)repeats, sizeof *t), result = 0;
-    if (a && b && c && t) {
-        for (int i = 0; i < n * n; i++) {
-            a[i] = (float)(((unsigned)i * 7919u) % 1000u) * 1e-3f;
-            b[i] = (float)(((unsigned)i * 104729u) % 1000u) * 1e-3f;
-        }
-        openblas_set_num_threads(n_threads);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        for (int r = 0; r < repeats; r++) {
-            double t0 = di_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-            t[r] = di_now() - t0;
-        }
-        whisper_blas_single_thread();
-        result = 2.0 * n * n * (double)n / median(t, repeats) / 1e9;
-    }
-    free(a);
-    free(b);
-    free(c);
-    free(t);
-    return result;
-}
+/* ---- The machine's ceilings, measured beside each engine figure -------- */
 
-/* Milliseconds per decoding step of n_seq sequences, averaged over a run of
- * BENCH_TOKENS steps after a one-token prompt. */
-static int time_decode(WhisperState *st, int n_seq, double *ms, char *msg, size_t cap) {
-    const WhisperModel *m = st->model;
-    int tokens[64], rc;
-    for (int s = 0; s < n_seq; s++)
-        tokens[s] = m->tok.sp.sot;
-    if ((rc = decoder_forward(st, n_seq, tokens, 1, 0, NULL, msg, cap))) return rc;
-    double t0 = di_now();
-    for (int i = 1; i <= BENCH_TOKENS; i++) {
-        for (int s = 0; s < n_seq; s++)
-            tokens[s] = 220 + 17 * i + s;
-        if ((rc = decoder_forward(st, n_seq, tokens, 1, i, NULL, msg, cap))) return rc;
-    }
-    *ms = (di_now() - t0) * 1000.0 / BENCH_TOKENS;
-    return 0;
-}
+/* A child process measures the machine's ceilings on request: OpenBLAS with
+ * its own threads on a large square product (the most our matrix products
+ * can hope for) and memcpy of a buffer far larger than any cache (the rate
+ * at which this machine streams memory, which bounds a decoder step that
+ * must read every weight once). Asked right before each engine run, they
+ * are taken under the same load as the figure they are compared with:
+ * shared machines drift by 2x within a minute, and a ratio of a ceiling
+ * and an engine time taken a minute apart drifts with them. In a child,
+ * their buffers (48 MB of matrices, 512 MiB to copy) stay out of the peak
+ * memory reported for the engine. */
+typedef struct {
+    pid_t pid;
+    int to, from; /* pipe ends: requests, answers */
+} Ceiling;
 
-/* Both machine ceilings run in a child process so their buffers (48 MB of
- * matrices, 512 MiB of copy buffers) do not count towards the peak memory
- * reported for the engine. */
-static double isolated(double (*measure)(int, int), int n_threads, int repeats) {
-    int fds[2];
-    if (pipe(fds) != 0) return measure(n_threads, repeats);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return measure(n_threads, repeats);
-    }
-    if (pid == 0) {
-        close(fds[0]);
-        double g = measure(n_threads, repeats);
-        ssize_t w = write(fds[1], &g, sizeof g);
-        _exit(w == (ssize_t)sizeof g ? 0 : 1);
-    }
-    close(fds[1]);
-    double g = 0;
-    ssize_t got = read(fds[0], &g, sizeof g);
-    close(fds[0]);
-    waitpid(pid, NULL, 0);
-    return got == (ssize_t)sizeof g ? g : 0;
-}
+#define SGEMM_N 2048
+#define COPY_BYTES ((size_t)256 << 20)
 
 typedef struct {
     char *dst;
@@ -113,36 +60,98 @@ static void copy_task(void *ctx, int i, int thread) {
     memcpy(j->dst + a, j->src + a, b - a);
 }
 
-/* memcpy of a buffer far larger than any last-level cache, split over the
- * engine's own thread count: the rate at which this machine streams memory
- * now, which bounds a decoder step that must read every weight once.
- * Bytes copied (not read plus written) per second, in GB/s (1e9 B). */
-static double memcpy_gbps(int n_threads, int repeats) {
-    const size_t bytes = (size_t)256 << 20;
-    int n = repeats < 5 ? 5 : repeats;
-    char *src = malloc(bytes), *dst = malloc(bytes);
-    double *t = calloc((size_t)n, sizeof *t), result = 0;
+/* The child: answers 's' with one sgemm's GFLOP/s and 'm' with one copy's
+ * GB/s (bytes copied, not read plus written, per ns), 0 when it cannot. */
+static void ceiling_serve(int in, int out, int n_threads) {
+    const size_t n = SGEMM_N;
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
+          *c = malloc(sizeof(float) * n * n);
+    char *src = malloc(COPY_BYTES), *dst = malloc(COPY_BYTES);
     DiPool *pool = NULL;
-    if (src && dst && t && !di_pool_create(n_threads, &pool)) {
-        CopyJob j = {dst, src, bytes, n_threads};
-        memset(src, 1, bytes); /* fault every page in before timing */
-        memset(dst, 0, bytes);
-        di_pool_run(pool, j.n_chunks, copy_task, &j); /* warm-up */
-        for (int r = 0; r < n; r++) {
-            double t0 = di_now();
-            if (n_threads > 1)
-                di_pool_run(pool, j.n_chunks, copy_task, &j);
-            else
-                memcpy(dst, src, bytes);
-            t[r] = di_now() - t0;
+    int ok = a && b && c && src && dst && !di_pool_create(n_threads, &pool);
+    CopyJob cj = {dst, src, COPY_BYTES, n_threads};
+    if (ok) {
+        for (size_t i = 0; i < n * n; i++) {
+            a[i] = (float)((i * 7919u) % 1000u) * 1e-3f;
+            b[i] = (float)((i * 104729u) % 1000u) * 1e-3f;
         }
-        result = (double)bytes / median(t, n) / 1e9;
+        memset(src, 1, COPY_BYTES); /* fault every page in before timing */
+        memset(dst, 0, COPY_BYTES);
+        openblas_set_num_threads(n_threads);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1, a, (int)n,
+                    b, (int)n, 0, c, (int)n); /* warm-up */
+        di_pool_run(pool, cj.n_chunks, copy_task, &cj);
+    }
+    char what;
+    while (read(in, &what, 1) == 1) {
+        double g = 0, t0 = di_now();
+        if (ok && what == 's') {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)n, 1, a,
+                        (int)n, b, (int)n, 0, c, (int)n);
+            g = 2.0 * (double)n * n * n / (di_now() - t0) / 1e9;
+        } else if (ok && what == 'm') {
+            di_pool_run(pool, cj.n_chunks, copy_task, &cj);
+            g = (double)COPY_BYTES / (di_now() - t0) / 1e9;
+        }
+        if (write(out, &g, sizeof g) != (ssize_t)sizeof g) break;
     }
     di_pool_destroy(pool);
-    free(src);
-    free(dst);
-    free(t);
-    return result;
+    free(a), free(b), free(c), free(src), free(dst);
+}
+
+static int ceiling_start(Ceiling *c, int n_threads) {
+    int req[2], ans[2];
+    c->pid = -1;
+    if (pipe(req) != 0) return -1;
+    if (pipe(ans) != 0) {
+        close(req[0]), close(req[1]);
+        return -1;
+    }
+    c->pid = fork();
+    if (c->pid == 0) {
+        close(req[1]), close(ans[0]);
+        ceiling_serve(req[0], ans[1], n_threads);
+        _exit(0);
+    }
+    close(req[0]), close(ans[1]);
+    c->to = req[1], c->from = ans[0];
+    if (c->pid < 0) {
+        close(c->to), close(c->from);
+        return -1;
+    }
+    return 0;
+}
+
+/* One measurement; 0 when the child is gone or could not measure. */
+static double ceiling_measure(Ceiling *c, char what) {
+    double g = 0;
+    if (c->pid <= 0 || write(c->to, &what, 1) != 1) return 0;
+    return read(c->from, &g, sizeof g) == (ssize_t)sizeof g ? g : 0;
+}
+
+static void ceiling_stop(Ceiling *c) {
+    if (c->pid <= 0) return;
+    close(c->to), close(c->from);
+    waitpid(c->pid, NULL, 0);
+    c->pid = -1;
+}
+
+/* Milliseconds per decoding step of n_seq sequences, averaged over a run of
+ * BENCH_TOKENS steps after a one-token prompt. */
+static int time_decode(WhisperState *st, int n_seq, double *ms, char *msg, size_t cap) {
+    const WhisperModel *m = st->model;
+    int tokens[64], rc;
+    for (int s = 0; s < n_seq; s++)
+        tokens[s] = m->tok.sp.sot;
+    if ((rc = decoder_forward(st, n_seq, tokens, 1, 0, NULL, msg, cap))) return rc;
+    double t0 = di_now();
+    for (int i = 1; i <= BENCH_TOKENS; i++) {
+        for (int s = 0; s < n_seq; s++)
+            tokens[s] = 220 + 17 * i + s;
+        if ((rc = decoder_forward(st, n_seq, tokens, 1, i, NULL, msg, cap))) return rc;
+    }
+    *ms = (di_now() - t0) * 1000.0 / BENCH_TOKENS;
+    return 0;
 }
 
 /* In the tensor's stored type, quantized blocks included. */
@@ -175,10 +184,10 @@ size_t whisper_decoder_step_bytes(const WhisperModel *m, int kv_len) {
                + tensor_bytes(&m->w.dec_ln_w) + tensor_bytes(&m->w.dec_ln_b);
     for (size_t l = 0; l < L; l++)
         n += dec_block_bytes(&m->w.dec[l]);
-    /* The caches are f32 (state.c, decoder.c): self-attention K and V up to
+    /* The caches are f16 (state.c, decoder.c): self-attention K and V up to
      * kv_len rows, cross-attention K and V over every audio position. */
-    n += L * 2 * (size_t)kv_len * S * sizeof(float);
-    n += L * 2 * (size_t)hp->n_audio_ctx * S * sizeof(float);
+    n += L * 2 * (size_t)kv_len * S * sizeof(uint16_t);
+    n += L * 2 * (size_t)hp->n_audio_ctx * S * sizeof(uint16_t);
     return n;
 }
 
@@ -194,54 +203,81 @@ static double timed_step_bytes(const WhisperModel *m, double *kv_len) {
     return sum / BENCH_TOKENS;
 }
 
+/* Median of the per-run ratios num[r] / den[r]: each ratio pairs figures
+ * taken seconds apart, under the same load. */
+static double paired_ratio(const double *num, const double *den, int n, double *runs) {
+    double tmp[WHISPER_BENCH_MAX_REPEATS];
+    for (int r = 0; r < n; r++)
+        tmp[r] = runs[r] = den[r] > 0 ? num[r] / den[r] : 0;
+    return median(tmp, n);
+}
+
 int whisper_bench(const WhisperModel *model, int n_threads, int repeats, WhisperBench *out,
                   char *msg, size_t cap) {
-    if (!model || !out || repeats < 1 || repeats > 1000)
-        return di_fail(msg, cap, DI_EINVAL, "bench needs a model and 1..1000 repeats");
+    if (!model || !out || repeats < 1 || repeats > WHISPER_BENCH_MAX_REPEATS)
+        return di_fail(msg, cap, DI_EINVAL, "bench needs a model and 1..%d repeats",
+                       WHISPER_BENCH_MAX_REPEATS);
     memset(out, 0, sizeof *out);
+    out->repeats = repeats;
     const WhisperHparams *hp = &model->hp;
     if (hp->n_text_ctx < BENCH_TOKENS + 1)
         return di_fail(msg, cap, DI_EINVAL, "model context too short to benchmark");
+    /* Forked before the state's threads exist. */
+    Ceiling ceil;
+    if (ceiling_start(&ceil, n_threads))
+        return di_fail(msg, cap, DI_EIO, "cannot start the process that measures the machine");
     WhisperState *st;
     int rc = whisper_state_create(model, n_threads, &st, msg, cap);
-    if (rc) return rc;
+    if (rc) {
+        ceiling_stop(&ceil);
+        return rc;
+    }
     size_t n_mel = (size_t)hp->n_mels * WHISPER_N_FRAMES;
     float *mel = malloc(n_mel * sizeof(float));
-    double *t = calloc((size_t)repeats * 3, sizeof *t);
-    if (!mel || !t) rc = di_fail(msg, cap, DI_ENOMEM, "out of memory");
+    enum { SGEMM, ENC, ENC_GF, COPY, DEC1, DEC5, DEC5_TOK, FLOOR, N_FIG };
+    double fig[N_FIG][WHISPER_BENCH_MAX_REPEATS];
+    if (!mel) rc = di_fail(msg, cap, DI_ENOMEM, "out of memory");
     for (size_t i = 0; !rc && i < n_mel; i++) /* a log-mel-like range */
         mel[i] = (float)((i * 2654435761u) % 2000) * 1e-3f - 0.5f;
+    out->encoder_flops = encoder_flops(hp);
+    out->decoder_bytes_per_token = timed_step_bytes(model, &out->decoder_kv_len);
 
-    out->sgemm_gflops = rc ? 0 : isolated(sgemm_gflops, n_threads, repeats);
-    out->memcpy_gbps = rc ? 0 : isolated(memcpy_gbps, n_threads, repeats);
     if (!rc) rc = whisper_encode(st, mel, WHISPER_N_FRAMES, 0, msg, cap); /* warm-up */
     for (int r = 0; !rc && r < repeats; r++) {
+        fig[SGEMM][r] = ceiling_measure(&ceil, 's');
         double t0 = di_now();
         rc = whisper_encode(st, mel, WHISPER_N_FRAMES, 0, msg, cap);
-        t[r] = (di_now() - t0) * 1000.0;
+        fig[ENC][r] = (di_now() - t0) * 1000.0;
+        fig[ENC_GF][r] = out->encoder_flops / (fig[ENC][r] * 1e-3) / 1e9;
     }
-    for (int r = 0; !rc && r < repeats; r++)
-        rc = time_decode(st, 1, &t[repeats + r], msg, cap);
-    for (int r = 0; !rc && r < repeats; r++)
-        rc = time_decode(st, 5, &t[2 * repeats + r], msg, cap);
-    if (!rc) {
-        out->encoder_ms = median(t, repeats);
-        out->encoder_flops = encoder_flops(hp);
-        out->encoder_gflops = out->encoder_flops / (out->encoder_ms * 1e-3) / 1e9;
-        out->decoder_ms_per_token = median(t + repeats, repeats);
-        out->decoder_batch5_ms_per_step = median(t + 2 * repeats, repeats);
-        out->decoder_batch5_ms_per_token = out->decoder_batch5_ms_per_step / 5.0;
-        out->batch5_vs_single = out->decoder_batch5_ms_per_token / out->decoder_ms_per_token;
-        out->decoder_bytes_per_token = timed_step_bytes(model, &out->decoder_kv_len);
+    for (int r = 0; !rc && r < repeats; r++) {
+        fig[COPY][r] = ceiling_measure(&ceil, 'm');
         /* GB/s is 1e6 bytes per millisecond. */
-        if (out->memcpy_gbps > 0) { /* 0 when the child could not measure */
+        fig[FLOOR][r] = fig[COPY][r] > 0 ? out->decoder_bytes_per_token / (fig[COPY][r] * 1e6) : 0;
+        rc = time_decode(st, 1, &fig[DEC1][r], msg, cap);
+        if (!rc) rc = time_decode(st, 5, &fig[DEC5][r], msg, cap);
+        fig[DEC5_TOK][r] = fig[DEC5][r] / 5.0;
+    }
+    ceiling_stop(&ceil);
+    if (!rc) {
+        out->encoder_vs_sgemm =
+            paired_ratio(fig[ENC_GF], fig[SGEMM], repeats, out->encoder_vs_sgemm_runs);
+        out->decoder_vs_floor =
+            paired_ratio(fig[DEC1], fig[FLOOR], repeats, out->decoder_vs_floor_runs);
+        out->batch5_vs_single =
+            paired_ratio(fig[DEC5_TOK], fig[DEC1], repeats, out->batch5_vs_single_runs);
+        out->sgemm_gflops = median(fig[SGEMM], repeats);
+        out->memcpy_gbps = median(fig[COPY], repeats);
+        out->encoder_ms = median(fig[ENC], repeats);
+        out->encoder_gflops = out->encoder_flops / (out->encoder_ms * 1e-3) / 1e9;
+        out->decoder_ms_per_token = median(fig[DEC1], repeats);
+        out->decoder_batch5_ms_per_step = median(fig[DEC5], repeats);
+        out->decoder_batch5_ms_per_token = out->decoder_batch5_ms_per_step / 5.0;
+        if (out->memcpy_gbps > 0) /* 0 when the child could not measure */
             out->decoder_floor_ms_per_token =
                 out->decoder_bytes_per_token / (out->memcpy_gbps * 1e6);
-            out->decoder_vs_floor = out->decoder_ms_per_token / out->decoder_floor_ms_per_token;
-        }
     }
     free(mel);
-    free(t);
     whisper_state_free(st);
     return rc;
 }

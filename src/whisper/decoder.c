@@ -37,20 +37,20 @@ int decoder_reserve(WhisperState *st, int n_seq, char *msg, size_t cap) {
     size_t S = (size_t)hp->n_text_state;
     size_t per_seq = (size_t)hp->n_text_layer * hp->n_text_ctx * S;
     /* realloc keeps the caches of the sequences that already exist. */
-    float *k = realloc(st->self_k, (size_t)n_seq * per_seq * sizeof(float));
+    uint16_t *k = realloc(st->self_k, (size_t)n_seq * per_seq * sizeof(uint16_t));
     if (k) st->self_k = k;
-    float *v = realloc(st->self_v, (size_t)n_seq * per_seq * sizeof(float));
+    uint16_t *v = realloc(st->self_v, (size_t)n_seq * per_seq * sizeof(uint16_t));
     if (v) st->self_v = v;
     float *lg = realloc(st->logits, (size_t)n_seq * hp->n_vocab * sizeof(float));
     if (lg) st->logits = lg;
-    float *t = realloc(st->reorder_tmp, (size_t)n_seq * hp->n_text_ctx * S * sizeof(float));
+    uint16_t *t = realloc(st->reorder_tmp, (size_t)n_seq * hp->n_text_ctx * S * sizeof(uint16_t));
     if (t) st->reorder_tmp = t;
     if (!k || !v || !lg || !t)
         return di_fail(msg, cap, DI_ENOMEM, "out of memory for decoder caches");
     memset(st->self_k + (size_t)st->n_seq_cap * per_seq, 0,
-           (size_t)(n_seq - st->n_seq_cap) * per_seq * sizeof(float));
+           (size_t)(n_seq - st->n_seq_cap) * per_seq * sizeof(uint16_t));
     memset(st->self_v + (size_t)st->n_seq_cap * per_seq, 0,
-           (size_t)(n_seq - st->n_seq_cap) * per_seq * sizeof(float));
+           (size_t)(n_seq - st->n_seq_cap) * per_seq * sizeof(uint16_t));
     int old = st->n_seq_cap;
     st->n_seq_cap = n_seq;
     size_t need = 10 * (size_t)rows_cap(st) * S + (size_t)st->n_threads * scores_per_thread(st);
@@ -84,7 +84,7 @@ static DecBufs dec_bufs(WhisperState *st) {
     return b;
 }
 
-static float *cache_row(WhisperState *st, float *base, int seq, int layer, int pos) {
+static uint16_t *cache_row(WhisperState *st, uint16_t *base, int seq, int layer, int pos) {
     const WhisperHparams *hp = &st->model->hp;
     size_t S = (size_t)hp->n_text_state;
     return base + (((size_t)seq * hp->n_text_layer + layer) * hp->n_text_ctx + pos) * S;
@@ -96,26 +96,30 @@ typedef struct {
     int layer, n_seq, n_tok, n_past, cross;
 } DecAttnJob;
 
-/* One (sequence, head) pair: all of its new queries against its keys. */
+/* Self-attention: task i is one (sequence, head) pair, all of the
+ * sequence's new queries against its own cache. Cross-attention: task i is
+ * one head, every sequence's queries at once, since all share the window's
+ * keys and values and so read them once per step. */
 static void dec_attn_task(void *ctx, int i, int thread) {
     DecAttnJob *j = ctx;
     const WhisperHparams *hp = &j->st->model->hp;
     int H = hp->n_text_head, S = hp->n_text_state, dh = S / H;
-    int s = i / H, head = i % H;
-    size_t qoff = (size_t)s * j->n_tok * S + (size_t)head * dh;
     float *scores = j->b->scores + (size_t)thread * scores_per_thread(j->st);
+    size_t cap;
+    float *kvbuf = op_thread_scratch(j->st, thread, &cap);
     float scale = 1.0f / sqrtf((float)dh);
     if (j->cross) {
-        size_t T = (size_t)hp->n_audio_ctx, l = (size_t)j->layer;
-        const float *k = j->st->cross_k + l * T * S + (size_t)head * dh;
-        const float *v = j->st->cross_v + l * T * S + (size_t)head * dh;
-        op_attention(j->b->a + qoff, j->b->q + qoff, k, v, j->n_tok, (int)T, dh, S, scale, -1,
-                     scores);
+        size_t T = (size_t)hp->n_audio_ctx, off = (size_t)j->layer * T * S + (size_t)i * dh;
+        op_attention_f16(j->b->a + (size_t)i * dh, S, j->b->q + (size_t)i * dh, S,
+                         j->st->cross_k + off, j->st->cross_v + off, S, j->n_seq * j->n_tok, (int)T,
+                         dh, scale, -1, scores, kvbuf);
     } else {
-        const float *k = cache_row(j->st, j->st->self_k, s, j->layer, 0) + (size_t)head * dh;
-        const float *v = cache_row(j->st, j->st->self_v, s, j->layer, 0) + (size_t)head * dh;
-        op_attention(j->b->a + qoff, j->b->q + qoff, k, v, j->n_tok, j->n_past + j->n_tok, dh, S,
-                     scale, j->n_past, scores);
+        int s = i / H, head = i % H;
+        size_t qoff = (size_t)s * j->n_tok * S + (size_t)head * dh;
+        const uint16_t *k = cache_row(j->st, j->st->self_k, s, j->layer, 0) + (size_t)head * dh;
+        const uint16_t *v = cache_row(j->st, j->st->self_v, s, j->layer, 0) + (size_t)head * dh;
+        op_attention_f16(j->b->a + qoff, S, j->b->q + qoff, S, k, v, S, j->n_tok,
+                         j->n_past + j->n_tok, dh, scale, j->n_past, scores, kvbuf);
     }
 }
 
@@ -137,9 +141,9 @@ static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, int n_
     op_matmul(st, b->k, b->h, M, S, &L->attn.k_w, NULL);
     op_matmul(st, b->v, b->h, M, S, &L->attn.v_w, &L->attn.v_b);
     for (int s = 0; s < n_seq; s++) {
-        size_t rows = (size_t)s * n_tok * S, bytes = (size_t)n_tok * S * sizeof(float);
-        memcpy(cache_row(st, st->self_k, s, l, n_past), b->k + rows, bytes);
-        memcpy(cache_row(st, st->self_v, s, l, n_past), b->v + rows, bytes);
+        size_t rows = (size_t)s * n_tok * S, n = (size_t)n_tok * S;
+        di_f32_to_f16_row(b->k + rows, cache_row(st, st->self_k, s, l, n_past), n);
+        di_f32_to_f16_row(b->v + rows, cache_row(st, st->self_v, s, l, n_past), n);
     }
     di_pool_run(st->pool, n_seq * hp->n_text_head, dec_attn_task, &aj);
     op_matmul(st, b->h, b->a, M, S, &L->attn.o_w, &L->attn.o_b);
@@ -149,7 +153,7 @@ static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, int n_
     op_layer_norm(st, b->h, b->x, M, S, &L->cross_ln_w, &L->cross_ln_b);
     op_matmul(st, b->q, b->h, M, S, &L->cross.q_w, &L->cross.q_b);
     aj.cross = 1;
-    di_pool_run(st->pool, n_seq * hp->n_text_head, dec_attn_task, &aj);
+    di_pool_run(st->pool, hp->n_text_head, dec_attn_task, &aj);
     op_matmul(st, b->h, b->a, M, S, &L->cross.o_w, &L->cross.o_b);
     add_rows(b->x, b->h, MS);
 
@@ -214,15 +218,15 @@ void decoder_reorder(WhisperState *st, int n_seq, const int *src, int n_past) {
         identity &= src[s] == s;
     if (identity) return;
     /* Through a copy, since a beam's source may itself be overwritten. */
-    float *tmp = st->reorder_tmp;
-    float *caches[2] = {st->self_k, st->self_v};
+    uint16_t *tmp = st->reorder_tmp;
+    uint16_t *caches[2] = {st->self_k, st->self_v};
     for (int c = 0; c < 2; c++) {
         for (int l = 0; l < hp->n_text_layer; l++) {
             for (int s = 0; s < n_seq; s++)
                 memcpy(tmp + s * rows, cache_row(st, caches[c], src[s], l, 0),
-                       rows * sizeof(float));
+                       rows * sizeof(uint16_t));
             for (int s = 0; s < n_seq; s++)
-                memcpy(cache_row(st, caches[c], s, l, 0), tmp + s * rows, rows * sizeof(float));
+                memcpy(cache_row(st, caches[c], s, l, 0), tmp + s * rows, rows * sizeof(uint16_t));
         }
     }
 }

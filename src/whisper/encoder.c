@@ -70,17 +70,34 @@ typedef struct {
     EncBufs *b;
     int T, S, n_head, dh;
     float scale;
+    float *qh, *kh, *vh; /* [n_head][T][dh] */
 } AttnJob;
+
+/* Copies q, k and v into one contiguous [T][dh] matrix per head. Read in
+ * place, a head's 1500 rows each sit on their own page, and sgemm's packing
+ * of them (once per block of queries) spent most of its time on TLB misses. */
+static void enc_heads_task(void *ctx, int i, int thread) {
+    (void)thread;
+    AttnJob *j = ctx;
+    int head = i / 3, which = i % 3;
+    const float *src = which == 0 ? j->b->q : which == 1 ? j->b->k : j->b->v;
+    float *dst = (which == 0 ? j->qh : which == 1 ? j->kh : j->vh) + (size_t)head * j->T * j->dh;
+    for (int t = 0; t < j->T; t++)
+        memcpy(dst + (size_t)t * j->dh, src + (size_t)t * j->S + (size_t)head * j->dh,
+               (size_t)j->dh * sizeof(float));
+}
 
 static void enc_attn_task(void *ctx, int i, int thread) {
     AttnJob *j = ctx;
     int blocks = (j->T + ATTN_QUERY_BLOCK - 1) / ATTN_QUERY_BLOCK;
     int head = i / blocks, q0 = (i % blocks) * ATTN_QUERY_BLOCK;
     int nq = j->T - q0 < ATTN_QUERY_BLOCK ? j->T - q0 : ATTN_QUERY_BLOCK;
-    size_t off = (size_t)q0 * j->S + (size_t)head * j->dh;
+    size_t hoff = (size_t)head * j->T * j->dh;
     float *scores = j->b->scores + (size_t)thread * ATTN_QUERY_BLOCK * j->T;
-    op_attention(j->b->a + off, j->b->q + off, j->b->k + (size_t)head * j->dh,
-                 j->b->v + (size_t)head * j->dh, nq, j->T, j->dh, j->S, j->scale, -1, scores);
+    /* The output goes back to the [T][S] layout the next product reads. */
+    float *out = j->b->a + (size_t)q0 * j->S + (size_t)head * j->dh;
+    op_attention(out, j->S, j->qh + hoff + (size_t)q0 * j->dh, j->kh + hoff, j->vh + hoff, nq, j->T,
+                 j->dh, j->dh, j->scale, -1, scores);
 }
 
 static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
@@ -93,7 +110,9 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     op_matmul(st, b->q, b->h, T, S, &L->attn.q_w, &L->attn.q_b);
     op_matmul(st, b->k, b->h, T, S, &L->attn.k_w, NULL);
     op_matmul(st, b->v, b->h, T, S, &L->attn.v_w, &L->attn.v_b);
-    AttnJob aj = {b, T, S, H, S / H, 1.0f / sqrtf((float)(S / H))};
+    /* The head-major copies use the MLP's buffer, free until then. */
+    AttnJob aj = {b, T, S, H, S / H, 1.0f / sqrtf((float)(S / H)), b->big, b->big + TS, b->h};
+    di_pool_run(st->pool, 3 * H, enc_heads_task, &aj);
     di_pool_run(st->pool, H * ((T + ATTN_QUERY_BLOCK - 1) / ATTN_QUERY_BLOCK), enc_attn_task, &aj);
     op_matmul(st, b->h, b->a, T, S, &L->attn.o_w, &L->attn.o_b);
     for (size_t i = 0; i < TS; i++)
@@ -138,10 +157,14 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
     op_layer_norm(st, st->enc_out, b.x, T, S, &w->enc_ln_w, &w->enc_ln_b);
 
     /* Cross-attention keys and values for every decoder layer. */
+    /* They are stored in f16, as the decoder reads them at every step. */
     for (int l = 0; l < hp->n_text_layer; l++) {
         const AttnWeights *c = &w->dec[l].cross;
-        op_matmul(st, st->cross_k + (size_t)l * T * S, st->enc_out, T, S, &c->k_w, NULL);
-        op_matmul(st, st->cross_v + (size_t)l * T * S, st->enc_out, T, S, &c->v_w, &c->v_b);
+        size_t at = (size_t)l * T * S;
+        op_matmul(st, b.q, st->enc_out, T, S, &c->k_w, NULL);
+        op_matmul(st, b.k, st->enc_out, T, S, &c->v_w, &c->v_b);
+        di_f32_to_f16_row(b.q, st->cross_k + at, (size_t)T * S);
+        di_f32_to_f16_row(b.k, st->cross_v + at, (size_t)T * S);
     }
     return 0;
 }

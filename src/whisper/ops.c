@@ -22,8 +22,9 @@
 #define HAVE_X86 0
 #endif
 
-#define GEMM_MIN_ROWS 8  /* below this, our GEMV-style kernel */
-#define GEMM_BLOCK_N 256 /* weight rows widened per sgemm call */
+#define GEMM_MIN_ROWS 8     /* below this, our GEMV-style kernel */
+#define GEMM_BLOCK_N 256    /* weight rows widened per sgemm call, few-row path */
+#define GEMM_SPLIT_ROWS 256 /* from here on, split the input rows between threads */
 #define GEMV_BLOCK_N 64
 
 static int cpu_has_avx2(void) {
@@ -113,6 +114,67 @@ gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, i
 }
 #endif
 
+/* AVX-512 for f16 weights, the common case: 16 weights a conversion, and
+ * the rows a task will read next prefetched, since a decoding step streams
+ * every weight of the model from memory once. One-row products take two
+ * weight rows at a time for four independent chains. */
+#define PF_ROWS 2 /* rows ahead to prefetch */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static inline void
+prefetch_row(const uint16_t *r, int K) {
+    for (int k = 0; k < K; k += 32)
+        _mm_prefetch((const char *)(r + k), _MM_HINT_T0);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static inline __m512
+load_h16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static void
+gemv_f16_avx512(float *y, const float *x, int M, int K, int N, const uint16_t *w, int n0, int n1) {
+    int n = n0;
+    if (M == 1) {
+        for (; n + 2 <= n1; n += 2) {
+            const uint16_t *r0 = w + (size_t)n * K, *r1 = r0 + K;
+            if (n + PF_ROWS + 1 < n1) {
+                prefetch_row(r0 + (size_t)PF_ROWS * K, K);
+                prefetch_row(r1 + (size_t)PF_ROWS * K, K);
+            }
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+            int k = 0;
+            for (; k + 32 <= K; k += 32) {
+                __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
+                a0 = _mm512_fmadd_ps(load_h16(r0 + k), x0, a0);
+                a1 = _mm512_fmadd_ps(load_h16(r0 + k + 16), x1, a1);
+                b0 = _mm512_fmadd_ps(load_h16(r1 + k), x0, b0);
+                b1 = _mm512_fmadd_ps(load_h16(r1 + k + 16), x1, b1);
+            }
+            for (; k < K; k += 16) {
+                __m512 x0 = _mm512_loadu_ps(x + k);
+                a0 = _mm512_fmadd_ps(load_h16(r0 + k), x0, a0);
+                b0 = _mm512_fmadd_ps(load_h16(r1 + k), x0, b0);
+            }
+            y[n] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+            y[n + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
+        }
+    }
+    for (; n < n1; n++) {
+        const uint16_t *r = w + (size_t)n * K;
+        if (n + PF_ROWS < n1) prefetch_row(r + (size_t)PF_ROWS * K, K);
+        __m512 acc[GEMM_MIN_ROWS];
+        for (int m = 0; m < M; m++)
+            acc[m] = _mm512_setzero_ps();
+        for (int k = 0; k < K; k += 16) {
+            __m512 wv = load_h16(r + k);
+            for (int m = 0; m < M; m++)
+                acc[m] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + (size_t)m * K + k), acc[m]);
+        }
+        for (int m = 0; m < M; m++)
+            y[(size_t)m * N + n] = _mm512_reduce_add_ps(acc[m]);
+    }
+}
+
 typedef struct {
     WhisperState *st;
     float *y;
@@ -124,6 +186,10 @@ typedef struct {
 static void gemv_rows(float *y, const float *x, int M, int K, int N, const Tensor *w, int n0,
                       int n1) {
 #if HAVE_X86
+    if (w->type == TENSOR_F16 && K % 16 == 0 && (di_cpu_features() & DI_CPU_AVX512)) {
+        gemv_f16_avx512(y, x, M, K, N, w->data, n0, n1);
+        return;
+    }
     if (cpu_has_avx2()) {
         gemv_rows_avx2(y, x, M, K, N, w, n0, n1);
         return;
@@ -154,9 +220,11 @@ static void gemv_task(void *ctx, int i, int thread) {
         gemv_rows(j->y, j->x, j->M, j->K, j->N, j->w, n0, n1);
 }
 
-/* ---- Many-row path: widen a block of weight rows, then sgemm ------------ */
+/* ---- Many-row paths: widen weights to f32, then sgemm ------------------- */
 
-static void gemm_task(void *ctx, int i, int thread) {
+/* A few rows (short prompts, several sequences): each task widens a block of
+ * weight rows into its thread's scratch and multiplies every input row by it. */
+static void gemm_cols_task(void *ctx, int i, int thread) {
     MatmulJob *j = ctx;
     int n0 = i * GEMM_BLOCK_N, nb = j->N - n0 < GEMM_BLOCK_N ? j->N - n0 : GEMM_BLOCK_N;
     const float *wf;
@@ -175,16 +243,55 @@ static void gemm_task(void *ctx, int i, int thread) {
                 0.0f, j->y + n0, j->N);
 }
 
+/* Many rows (the encoder): the whole matrix is widened once, in parallel,
+ * and each task multiplies a chunk of the input rows by all of it. Split
+ * by columns instead, sgemm would pack every input row once per block of
+ * columns, and a width of three blocks would leave one of two threads idle
+ * a third of the time. */
+#define WIDEN_ROWS 64
+static void widen_task(void *ctx, int i, int thread) {
+    (void)thread;
+    MatmulJob *j = ctx;
+    int n0 = i * WIDEN_ROWS, nb = j->N - n0 < WIDEN_ROWS ? j->N - n0 : WIDEN_ROWS;
+    const uint8_t *src =
+        (const uint8_t *)j->w->data + (size_t)n0 * quant_row_bytes(j->w->type, j->K);
+    quant_dequant_row(j->w->type, src, j->st->wbuf + (size_t)n0 * j->K, nb * j->K);
+}
+
+/* Row chunks depend on M alone, never on the thread count: OpenBLAS picks
+ * its kernel by the product's size, and a different kernel rounds
+ * differently. Chunks of about 256 rows (1500 -> 6 x 250) keep both
+ * threads of a small machine evenly busy. */
+static int row_chunks(int M) {
+    return (M + GEMM_SPLIT_ROWS - 1) / GEMM_SPLIT_ROWS;
+}
+
+static void gemm_rows_task(void *ctx, int i, int thread) {
+    (void)thread;
+    MatmulJob *j = ctx;
+    int parts = row_chunks(j->M);
+    int m0 = (int)((long)j->M * i / parts), m1 = (int)((long)j->M * (i + 1) / parts);
+    const float *wf = j->w->type == TENSOR_F32 ? j->w->data : j->st->wbuf;
+    if (m1 > m0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m1 - m0, j->N, j->K, 1.0f,
+                    j->x + (size_t)m0 * j->K, j->K, wf, j->K, 0.0f, j->y + (size_t)m0 * j->N, j->N);
+}
+
 void op_matmul(WhisperState *st, float *y, const float *x, int M, int K, const Tensor *w,
                const Tensor *b) {
     /* The last ggml dimension is the output width; conv weights [N][C][3]
      * act as an [N][3C] matrix. */
     int N = w->ne[w->n_dims - 1];
     MatmulJob j = {st, y, x, M, K, N, w};
-    if (M >= GEMM_MIN_ROWS)
-        di_pool_run(st->pool, (N + GEMM_BLOCK_N - 1) / GEMM_BLOCK_N, gemm_task, &j);
-    else
+    if (M >= GEMM_SPLIT_ROWS && (size_t)N * K <= st->wbuf_total) {
+        if (w->type != TENSOR_F32)
+            di_pool_run(st->pool, (N + WIDEN_ROWS - 1) / WIDEN_ROWS, widen_task, &j);
+        di_pool_run(st->pool, row_chunks(M), gemm_rows_task, &j);
+    } else if (M >= GEMM_MIN_ROWS) {
+        di_pool_run(st->pool, (N + GEMM_BLOCK_N - 1) / GEMM_BLOCK_N, gemm_cols_task, &j);
+    } else {
         di_pool_run(st->pool, (N + GEMV_BLOCK_N - 1) / GEMV_BLOCK_N, gemv_task, &j);
+    }
     if (b) {
         const float *bias = b->data;
         for (int m = 0; m < M; m++) {
@@ -365,10 +472,8 @@ void op_layer_norm(WhisperState *st, float *y, const float *x, int M, int N, con
     di_pool_run(st->pool, (M + NORM_ROWS - 1) / NORM_ROWS, norm_task, &j);
 }
 
-void op_attention(float *out, const float *q, const float *k, const float *v, int n_q, int n_kv,
-                  int dh, int ld, float scale, int causal_base, float *scores) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n_kv, dh, scale, q, ld, k, ld, 0.0f,
-                scores, n_kv);
+/* Query i sees keys up to causal_base + i (all of them when causal_base < 0). */
+static void softmax_rows(float *scores, int n_q, int n_kv, int causal_base) {
     for (int i = 0; i < n_q; i++) {
         float *row = scores + (size_t)i * n_kv;
         if (causal_base >= 0)
@@ -376,8 +481,142 @@ void op_attention(float *out, const float *q, const float *k, const float *v, in
                 row[j] = -INFINITY;
         op_softmax(row, n_kv);
     }
+}
+
+void op_attention(float *out, int ld_out, const float *q, const float *k, const float *v, int n_q,
+                  int n_kv, int dh, int ld, float scale, int causal_base, float *scores) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n_q, n_kv, dh, scale, q, ld, k, ld, 0.0f,
+                scores, n_kv);
+    softmax_rows(scores, n_q, n_kv, causal_base);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n_q, dh, n_kv, 1.0f, scores, n_kv, v, ld,
-                0.0f, out, ld);
+                0.0f, out, ld_out);
+}
+
+/* ---- Decoder attention over f16 keys and values ------------------------ */
+
+/* The decoder's caches hold f16 (as whisper.cpp's do): a step reads every
+ * cached key and value of every layer, so their width is a good part of the
+ * bytes a token costs. Keys and values are widened KV_BLOCK rows at a time
+ * into a buffer that stays in L1, and each widened block serves every query
+ * of the call: the beams of a step share one read of the window's
+ * cross-attention cache. */
+#define KV_BLOCK 64
+
+static void widen_kv_scalar(float *dst, const uint16_t *src, int n, int dh, int ld) {
+    for (int j = 0; j < n; j++)
+        for (int c = 0; c < dh; c++)
+            dst[(size_t)j * dh + c] = di_f16_to_f32(src[(size_t)j * ld + c]);
+}
+
+#if HAVE_X86
+__attribute__((target("avx2,fma,f16c"))) static void widen_kv_f16c(float *dst, const uint16_t *src,
+                                                                   int n, int dh, int ld) {
+    for (int j = 0; j < n; j++)
+        for (int c = 0; c < dh; c += 8)
+            _mm256_storeu_ps(
+                dst + (size_t)j * dh + c,
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + (size_t)j * ld + c))));
+}
+#endif
+
+static void scores_scalar(float *s, const float *q, const float *kb, int nk, int dh, float scale) {
+    for (int j = 0; j < nk; j++) {
+        float acc = 0;
+        for (int c = 0; c < dh; c++)
+            acc += q[c] * kb[(size_t)j * dh + c];
+        s[j] = acc * scale;
+    }
+}
+
+static void weigh_scalar(float *out, const float *p, const float *vb, int nk, int dh) {
+    for (int j = 0; j < nk; j++)
+        for (int c = 0; c < dh; c++)
+            out[c] += p[j] * vb[(size_t)j * dh + c];
+}
+
+#if HAVE_X86
+/* Eight keys at a time: eight dot products, summed across lanes together. */
+__attribute__((target("avx2,fma"))) static void
+scores_avx2(float *s, const float *q, const float *kb, int nk, int dh, float scale) {
+    int j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        __m256 acc[8];
+        for (int r = 0; r < 8; r++)
+            acc[r] = _mm256_setzero_ps();
+        for (int c = 0; c < dh; c += 8) {
+            __m256 qv = _mm256_loadu_ps(q + c);
+            for (int r = 0; r < 8; r++)
+                acc[r] =
+                    _mm256_fmadd_ps(qv, _mm256_loadu_ps(kb + (size_t)(j + r) * dh + c), acc[r]);
+        }
+        __m256 t0 = _mm256_hadd_ps(acc[0], acc[1]), t1 = _mm256_hadd_ps(acc[2], acc[3]);
+        __m256 t2 = _mm256_hadd_ps(acc[4], acc[5]), t3 = _mm256_hadd_ps(acc[6], acc[7]);
+        __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+        __m256 sum = _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20),
+                                   _mm256_permute2f128_ps(u0, u1, 0x31));
+        _mm256_storeu_ps(s + j, _mm256_mul_ps(sum, _mm256_set1_ps(scale)));
+    }
+    for (; j < nk; j++) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int c = 0; c < dh; c += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + c), _mm256_loadu_ps(kb + (size_t)j * dh + c),
+                                  acc);
+        s[j] = hsum256(acc) * scale;
+    }
+}
+
+/* out += sum_j p[j] v[j], with out (dh <= 64) held in registers. */
+__attribute__((target("avx2,fma"))) static void weigh_avx2(float *out, const float *p,
+                                                           const float *vb, int nk, int dh) {
+    __m256 acc[8];
+    int n8 = dh / 8;
+    for (int c = 0; c < n8; c++)
+        acc[c] = _mm256_loadu_ps(out + 8 * c);
+    for (int j = 0; j < nk; j++) {
+        __m256 pj = _mm256_set1_ps(p[j]);
+        for (int c = 0; c < n8; c++)
+            acc[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vb + (size_t)j * dh + 8 * c), acc[c]);
+    }
+    for (int c = 0; c < n8; c++)
+        _mm256_storeu_ps(out + 8 * c, acc[c]);
+}
+#endif
+
+/* The three steps of op_attention_f16, picked once per call. */
+typedef struct {
+    void (*widen)(float *dst, const uint16_t *src, int n, int dh, int ld);
+    void (*scores)(float *s, const float *q, const float *kb, int nk, int dh, float scale);
+    void (*weigh)(float *out, const float *p, const float *vb, int nk, int dh);
+} AttnKernels;
+
+static AttnKernels attn_kernels(int dh) {
+#if HAVE_X86
+    if (cpu_has_avx2() && dh % 8 == 0 && dh <= 64)
+        return (AttnKernels){widen_kv_f16c, scores_avx2, weigh_avx2};
+#endif
+    (void)dh;
+    return (AttnKernels){widen_kv_scalar, scores_scalar, weigh_scalar};
+}
+
+void op_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *k,
+                      const uint16_t *v, int ld_kv, int n_q, int n_kv, int dh, float scale,
+                      int causal_base, float *scores, float *kvbuf) {
+    AttnKernels kn = attn_kernels(dh);
+    for (int j0 = 0; j0 < n_kv; j0 += KV_BLOCK) {
+        int nk = n_kv - j0 < KV_BLOCK ? n_kv - j0 : KV_BLOCK;
+        kn.widen(kvbuf, k + (size_t)j0 * ld_kv, nk, dh, ld_kv);
+        for (int i = 0; i < n_q; i++)
+            kn.scores(scores + (size_t)i * n_kv + j0, q + (size_t)i * ld_q, kvbuf, nk, dh, scale);
+    }
+    softmax_rows(scores, n_q, n_kv, causal_base);
+    for (int i = 0; i < n_q; i++)
+        memset(out + (size_t)i * ld_out, 0, (size_t)dh * sizeof(float));
+    for (int j0 = 0; j0 < n_kv; j0 += KV_BLOCK) {
+        int nk = n_kv - j0 < KV_BLOCK ? n_kv - j0 : KV_BLOCK;
+        kn.widen(kvbuf, v + (size_t)j0 * ld_kv, nk, dh, ld_kv);
+        for (int i = 0; i < n_q; i++)
+            kn.weigh(out + (size_t)i * ld_out, scores + (size_t)i * n_kv + j0, kvbuf, nk, dh);
+    }
 }
 
 double encoder_flops(const WhisperHparams *hp) {

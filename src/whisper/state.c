@@ -39,12 +39,19 @@ int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState 
     size_t T = (size_t)hp->n_audio_ctx, S = (size_t)hp->n_audio_state;
     size_t K = 4 * S > 3 * (size_t)hp->n_mels ? 4 * S : 3 * (size_t)hp->n_mels;
     st->wbuf_size = 256 * K;
+    /* The largest matrix a many-row product widens whole: an MLP's. */
+    size_t whole = 4 * S * S;
+    size_t St = (size_t)hp->n_text_state;
+    if (4 * St * St > whole) whole = 4 * St * St;
+    st->wbuf_total = st->wbuf_size * (size_t)n_threads;
+    if (whole > st->wbuf_total) st->wbuf_total = whole;
     st->scratch_size = encoder_scratch_floats(hp, n_threads);
     st->enc_out = falloc(T * S);
-    st->cross_k = falloc((size_t)hp->n_text_layer * T * S);
-    st->cross_v = falloc((size_t)hp->n_text_layer * T * S);
+    size_t cross = (size_t)hp->n_text_layer * T * S;
+    st->cross_k = aligned_alloc(64, (cross * sizeof(uint16_t) + 63) & ~(size_t)63);
+    st->cross_v = aligned_alloc(64, (cross * sizeof(uint16_t) + 63) & ~(size_t)63);
     st->scratch = falloc(st->scratch_size);
-    st->wbuf = falloc(st->wbuf_size * (size_t)n_threads);
+    st->wbuf = falloc(st->wbuf_total);
     int rc = (st->enc_out && st->cross_k && st->cross_v && st->scratch && st->wbuf)
                  ? 0
                  : di_fail(msg, cap, DI_ENOMEM, "out of memory for the encoder buffers");
@@ -56,8 +63,8 @@ int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState 
         return rc;
     }
     /* Zeroed so a decode before any encode reads defined (if meaningless) values. */
-    memset(st->cross_k, 0, (size_t)hp->n_text_layer * T * S * sizeof(float));
-    memset(st->cross_v, 0, (size_t)hp->n_text_layer * T * S * sizeof(float));
+    memset(st->cross_k, 0, cross * sizeof(uint16_t));
+    memset(st->cross_v, 0, cross * sizeof(uint16_t));
     *out = st;
     return 0;
 }

@@ -205,33 +205,45 @@ int whisper_synth_write(const char *path, const WhisperSynthSpec *spec, char *ms
 
 /* ---- Benchmarks -------------------------------------------------------- */
 
+#define WHISPER_BENCH_MAX_REPEATS 100
+
+/* Each ceiling (sgemm, memcpy) is measured right before the engine run it
+ * is compared with, and a ratio is the median of those paired ratios, so
+ * it holds up on a machine whose speed drifts. The other figures are plain
+ * medians over the runs. */
 typedef struct {
+    int repeats;
     double sgemm_gflops;                /* OpenBLAS sgemm 2048^3 on n_threads, this run */
-    double encoder_ms;                  /* per 30 s window, median */
+    double encoder_ms;                  /* per 30 s window */
     double encoder_gflops;              /* encoder FLOPs / encoder time */
     double encoder_flops;               /* FLOPs counted per window */
-    double decoder_ms_per_token;        /* one sequence, median */
-    double decoder_batch5_ms_per_step;  /* 5 sequences in lockstep, median */
+    double encoder_vs_sgemm;            /* encoder GFLOP/s over sgemm's, paired */
+    double decoder_ms_per_token;        /* one sequence */
+    double decoder_batch5_ms_per_step;  /* 5 sequences in lockstep */
     double decoder_batch5_ms_per_token; /* the same divided by 5 */
-    double batch5_vs_single;            /* batch-5 ms per token / single ms per token */
+    double batch5_vs_single;            /* batch-5 ms per token / single ms per token, paired */
     double memcpy_gbps; /* 256 MiB memcpy on n_threads, bytes copied per ns, this run */
     /* The decoder's memory floor: what a single-sequence step reads (weights
-     * in their stored type, f32 caches), averaged over the steps that
+     * in their stored type, the caches), averaged over the steps that
      * decoder_ms_per_token times, and that at memcpy speed. */
     double decoder_kv_len;             /* mean self-attention rows per timed step */
     double decoder_bytes_per_token;    /* mean bytes read per timed step */
     double decoder_floor_ms_per_token; /* bytes / (memcpy_gbps * 1e6) */
-    double decoder_vs_floor;           /* decoder_ms_per_token / the floor */
+    double decoder_vs_floor;           /* decoder time over the floor, paired */
+    /* The paired ratio of each run. */
+    double encoder_vs_sgemm_runs[WHISPER_BENCH_MAX_REPEATS];
+    double decoder_vs_floor_runs[WHISPER_BENCH_MAX_REPEATS];
+    double batch5_vs_single_runs[WHISPER_BENCH_MAX_REPEATS];
 } WhisperBench;
 
 /* Times the engine's parts on synthetic input with a fresh state of
- * n_threads; each figure is the median of `repeats` runs. */
+ * n_threads over `repeats` runs (1..WHISPER_BENCH_MAX_REPEATS). */
 int whisper_bench(const WhisperModel *model, int n_threads, int repeats, WhisperBench *out,
                   char *msg, size_t cap);
 /* Bytes one decoder step of one sequence reads when its self-attention
  * cache holds kv_len rows (the new token's included): every decoder weight
  * it uses in its stored type, the whole token embedding (the logits
- * projection), and the f32 self- and cross-attention keys and values.
+ * projection), and the f16 self- and cross-attention keys and values.
  * Activations, which stay in cache, are left out. 0 for bad arguments. */
 size_t whisper_decoder_step_bytes(const WhisperModel *model, int kv_len);
 

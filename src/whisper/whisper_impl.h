@@ -110,22 +110,25 @@ struct WhisperState {
     int n_threads;
 
     /* Encoder. */
-    float *enc_out; /* [n_audio_ctx][S] */
-    float *cross_k; /* [n_text_layer][n_audio_ctx][S] */
-    float *cross_v; /* [n_text_layer][n_audio_ctx][S] */
-    float *scratch; /* encoder work space */
+    float *enc_out;    /* [n_audio_ctx][S] */
+    uint16_t *cross_k; /* [n_text_layer][n_audio_ctx][S], f16 */
+    uint16_t *cross_v; /* [n_text_layer][n_audio_ctx][S], f16 */
+    float *scratch;    /* encoder work space */
     size_t scratch_size;
-    float *wbuf;      /* f16 weights converted for one GEMM, per thread */
-    size_t wbuf_size; /* floats per thread */
+    /* Weights widened to f32 for sgemm: one whole matrix (the encoder's
+     * largest) or, for few-row products, a block of rows per thread. */
+    float *wbuf;
+    size_t wbuf_total; /* floats */
+    size_t wbuf_size;  /* floats per thread */
 
     /* Decoder: one self-attention cache per sequence. */
     int n_seq_cap;
-    float *self_k; /* [n_seq_cap][n_text_layer][n_text_ctx][S] */
-    float *self_v;
+    uint16_t *self_k; /* [n_seq_cap][n_text_layer][n_text_ctx][S], f16 */
+    uint16_t *self_v;
     float *dec_buf; /* decoder activations */
     size_t dec_buf_size;
-    float *logits;      /* [n_seq_cap][n_vocab] */
-    float *reorder_tmp; /* [n_seq_cap][n_text_ctx][S], for decoder_reorder */
+    float *logits;         /* [n_seq_cap][n_vocab] */
+    uint16_t *reorder_tmp; /* [n_seq_cap][n_text_ctx][S], for decoder_reorder */
 };
 
 /* Feeds n_tok tokens to each of n_seq sequences (tokens[s * n_tok + i]) at
@@ -157,9 +160,16 @@ void op_gelu(WhisperState *st, float *x, size_t n);
 void op_softmax(float *x, int n);
 /* Multi-head attention for one head and a block of queries:
  * out[i][0..dh) = softmax(q[i] . k[j]^T * scale, j < n_kv (and j <= causal_base + i when
- * causal_base >= 0)) . v; rows of q/k/v/out are ld floats apart. scores holds n_q*n_kv. */
-void op_attention(float *out, const float *q, const float *k, const float *v, int n_q, int n_kv,
-                  int dh, int ld, float scale, int causal_base, float *scores);
+ * causal_base >= 0)) . v; rows of q/k/v are ld floats apart, of out ld_out.
+ * scores holds n_q*n_kv. */
+void op_attention(float *out, int ld_out, const float *q, const float *k, const float *v, int n_q,
+                  int n_kv, int dh, int ld, float scale, int causal_base, float *scores);
+/* Attention of n_q queries (rows ld_q apart) against n_kv f16 keys and
+ * values (rows ld_kv halves apart), the mask and scale as op_attention's;
+ * out rows ld_out apart. kvbuf holds 64 * dh floats. */
+void op_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *k,
+                      const uint16_t *v, int ld_kv, int n_q, int n_kv, int dh, float scale,
+                      int causal_base, float *scores, float *kvbuf);
 /* Fills wbuf-sized scratch per thread: floats available to each thread. */
 float *op_thread_scratch(WhisperState *st, int thread, size_t *n);
 

@@ -1,0 +1,213 @@
+/* The engine's kernels against plain double-precision loops: matrix
+ * products on every path (one row, a few rows, many rows; f16 and f32
+ * weights; widths that leave tails), the decoder's f16 attention, and a
+ * batch of different sequences against each decoded alone. Thread counts
+ * must not change a single bit. */
+#include "testutil.h"
+#include "whisper/whisper_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static WhisperModel *model;
+
+static int setup(void **state) {
+    (void)state;
+    char msg[512];
+    return whisper_model_load(tu_shared("golden/ggml-micro-synthetic.en.bin"), &model, msg,
+                              sizeof msg)
+               ? -1
+               : 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    whisper_model_free(model);
+    return 0;
+}
+
+static float rnd(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((*s >> 40) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static WhisperState *new_state(int threads) {
+    char msg[512];
+    WhisperState *st;
+    assert_int_equal(whisper_state_create(model, threads, &st, msg, sizeof msg), 0);
+    return st;
+}
+
+/* y = x W^T + b for every row count and shape the engine meets. */
+static void matmul_matches_reference(void **state) {
+    (void)state;
+    WhisperState *st1 = new_state(1), *st2 = new_state(2);
+    const int Ms[] = {1, 2, 5, 7, 8, 40, 300};
+    const int Ks[] = {128, 40, 512}; /* 40: no AVX-512 path (not a multiple of 16) */
+    const int Ns[] = {131, 64, 7};   /* odd widths leave a lone last row */
+    uint64_t seed = 1;
+    for (int type = TENSOR_F32; type <= TENSOR_F16; type++) {
+        for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+            for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++) {
+                int K = Ks[ki], N = Ns[ni];
+                float *wf = malloc(sizeof(float) * K * N), *bias = malloc(sizeof(float) * N);
+                uint16_t *wh = malloc(sizeof(uint16_t) * K * N);
+                for (int i = 0; i < K * N; i++) {
+                    wh[i] = di_f32_to_f16(rnd(&seed));
+                    wf[i] = di_f16_to_f32(wh[i]); /* the same values in both types */
+                }
+                for (int n = 0; n < N; n++)
+                    bias[n] = rnd(&seed);
+                Tensor w = {type, 2, {K, N, 1}, type == TENSOR_F16 ? (void *)wh : (void *)wf};
+                Tensor b = {TENSOR_F32, 1, {N, 1, 1}, bias};
+                for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
+                    int M = Ms[mi];
+                    float *x = malloc(sizeof(float) * M * K);
+                    float *y1 = malloc(sizeof(float) * M * N), *y2 = malloc(sizeof(float) * M * N);
+                    for (int i = 0; i < M * K; i++)
+                        x[i] = rnd(&seed);
+                    op_matmul(st1, y1, x, M, K, &w, &b);
+                    op_matmul(st2, y2, x, M, K, &w, &b);
+                    if (memcmp(y1, y2, sizeof(float) * M * N))
+                        fail_msg("type %d M %d K %d N %d: 1 and 2 threads differ", type, M, K, N);
+                    for (int m = 0; m < M; m++) {
+                        for (int n = 0; n < N; n++) {
+                            double ref = bias[n], mag = 0;
+                            for (int k = 0; k < K; k++) {
+                                ref += (double)x[m * K + k] * wf[n * K + k];
+                                mag += fabs((double)x[m * K + k] * wf[n * K + k]);
+                            }
+                            if (fabs(y1[m * N + n] - ref) > 1e-5 * mag + 1e-6)
+                                fail_msg("type %d M %d K %d N %d at (%d,%d): %g vs %g", type, M, K,
+                                         N, m, n, y1[m * N + n], ref);
+                        }
+                    }
+                    free(x), free(y1), free(y2);
+                }
+                free(wf), free(wh), free(bias);
+            }
+        }
+    }
+    whisper_state_free(st1);
+    whisper_state_free(st2);
+}
+
+/* softmax(q k^T * scale, causal) v with f16 keys and values, in double. */
+static void attention_reference(double *out, const float *q, int ld_q, const uint16_t *k,
+                                const uint16_t *v, int ld_kv, int n_q, int n_kv, int dh,
+                                float scale, int causal_base) {
+    double *p = malloc(sizeof(double) * n_kv);
+    for (int i = 0; i < n_q; i++) {
+        int last = causal_base >= 0 ? causal_base + i : n_kv - 1;
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j <= last; j++) {
+            double s = 0;
+            for (int c = 0; c < dh; c++)
+                s += (double)q[i * ld_q + c] * di_f16_to_f32(k[j * ld_kv + c]);
+            p[j] = s * scale;
+            mx = p[j] > mx ? p[j] : mx;
+        }
+        for (int j = 0; j <= last; j++)
+            sum += p[j] = exp(p[j] - mx);
+        for (int c = 0; c < dh; c++) {
+            double o = 0;
+            for (int j = 0; j <= last; j++)
+                o += p[j] / sum * di_f16_to_f32(v[j * ld_kv + c]);
+            out[i * dh + c] = o;
+        }
+    }
+    free(p);
+}
+
+static void f16_attention_matches_reference(void **state) {
+    (void)state;
+    const int dhs[] = {64, 24};           /* 24: the portable path */
+    const int n_kvs[] = {1, 7, 65, 1500}; /* blocks of 64 and of 8, with tails */
+    uint64_t seed = 9;
+    for (size_t di = 0; di < 2; di++) {
+        for (size_t ki = 0; ki < sizeof n_kvs / sizeof *n_kvs; ki++) {
+            int dh = dhs[di], n_kv = n_kvs[ki], ld = 3 * dh; /* one head of three */
+            for (int causal = 0; causal <= 1; causal++) {
+                int n_q = causal ? (n_kv < 5 ? n_kv : 5) : 6;
+                int base = causal ? n_kv - n_q : -1;
+                float *q = malloc(sizeof(float) * n_q * ld),
+                      *out = malloc(sizeof(float) * n_q * ld);
+                uint16_t *k = malloc(sizeof(uint16_t) * n_kv * ld),
+                         *v = malloc(sizeof(uint16_t) * n_kv * ld);
+                float *scores = malloc(sizeof(float) * n_q * n_kv),
+                      *kvbuf = malloc(sizeof(float) * 64 * dh);
+                double *ref = malloc(sizeof(double) * n_q * dh);
+                for (int i = 0; i < n_q * ld; i++)
+                    q[i] = 2 * rnd(&seed);
+                for (int i = 0; i < n_kv * ld; i++) {
+                    k[i] = di_f32_to_f16(2 * rnd(&seed));
+                    v[i] = di_f32_to_f16(rnd(&seed));
+                }
+                float scale = 1.0f / sqrtf((float)dh);
+                op_attention_f16(out + dh, ld, q + dh, ld, k + dh, v + dh, ld, n_q, n_kv, dh, scale,
+                                 base, scores, kvbuf);
+                attention_reference(ref, q + dh, ld, k + dh, v + dh, ld, n_q, n_kv, dh, scale,
+                                    base);
+                for (int i = 0; i < n_q; i++)
+                    for (int c = 0; c < dh; c++)
+                        if (fabs(out[i * ld + dh + c] - ref[i * dh + c]) > 2e-5)
+                            fail_msg("dh %d n_kv %d causal %d at (%d,%d): %g vs %g", dh, n_kv,
+                                     causal, i, c, out[i * ld + dh + c], ref[i * dh + c]);
+                free(q), free(out), free(k), free(v), free(scores), free(kvbuf), free(ref);
+            }
+        }
+    }
+}
+
+/* Three different sequences decoded as one batch give the logits each gets
+ * alone: the batch shares the cross-attention read, not its results. */
+static void batch_matches_single_sequences(void **state) {
+    (void)state;
+    char msg[512];
+    const WhisperHparams *hp = whisper_model_hparams(model);
+    WhisperState *st = new_state(2);
+    size_t n_mel = (size_t)hp->n_mels * WHISPER_N_FRAMES;
+    float *mel = malloc(n_mel * sizeof(float));
+    uint64_t seed = 5;
+    for (size_t i = 0; i < n_mel; i++)
+        mel[i] = rnd(&seed);
+    assert_int_equal(whisper_encode(st, mel, WHISPER_N_FRAMES, 0, msg, sizeof msg), 0);
+    const int n_seq = 3, V = hp->n_vocab;
+    int tokens[3][4] = {{50257, 50362, 400, 11}, {50257, 50362, 1200, 7}, {50257, 13, 14, 15}};
+    float *single = malloc(sizeof(float) * n_seq * V), *batch = malloc(sizeof(float) * n_seq * V);
+    for (int s = 0; s < n_seq; s++) {
+        assert_int_equal(decoder_forward(st, 1, tokens[s], 3, 0, NULL, msg, sizeof msg), 0);
+        assert_int_equal(
+            decoder_forward(st, 1, tokens[s] + 3, 1, 3, single + (size_t)s * V, msg, sizeof msg),
+            0);
+    }
+    int prompt[3 * 3], last[3];
+    for (int s = 0; s < n_seq; s++) {
+        memcpy(prompt + 3 * s, tokens[s], 3 * sizeof(int));
+        last[s] = tokens[s][3];
+    }
+    assert_int_equal(decoder_forward(st, n_seq, prompt, 3, 0, NULL, msg, sizeof msg), 0);
+    assert_int_equal(decoder_forward(st, n_seq, last, 1, 3, batch, msg, sizeof msg), 0);
+    for (int s = 0; s < n_seq; s++) {
+        double worst = 0;
+        for (int i = 0; i < V; i++) {
+            double d = fabs(batch[(size_t)s * V + i] - single[(size_t)s * V + i]);
+            worst = d > worst ? d : worst;
+        }
+        assert_true(worst < 1e-3);
+    }
+    /* And the sequences really differ, so the comparison means something. */
+    assert_true(fabs(single[0] - single[V]) + fabs(single[1] - single[V + 1]) > 1e-6);
+    free(single), free(batch), free(mel);
+    whisper_state_free(st);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(matmul_matches_reference),
+        cmocka_unit_test(f16_attention_matches_reference),
+        cmocka_unit_test(batch_matches_single_sequences),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
