@@ -160,6 +160,49 @@ static void f16_attention_matches_reference(void **state) {
     }
 }
 
+/* Softmax (with masked entries and a wide range) and GELU against libm, at
+ * lengths that leave tails for every vector width. */
+static void softmax_and_gelu_match_libm(void **state) {
+    (void)state;
+    WhisperState *st = new_state(2);
+    uint64_t seed = 3;
+    const int ns[] = {1, 7, 17, 33, 1500};
+    for (size_t t = 0; t < sizeof ns / sizeof *ns; t++) {
+        int n = ns[t];
+        float *x = malloc(sizeof(float) * n);
+        double *ref = malloc(sizeof(double) * n), mx = -INFINITY, sum = 0;
+        for (int i = 0; i < n; i++) {
+            x[i] = 40 * rnd(&seed);
+            if (i % 5 == 3) x[i] = -INFINITY; /* a causal mask */
+            mx = x[i] > mx ? x[i] : mx;
+        }
+        for (int i = 0; i < n; i++)
+            sum += ref[i] = exp((double)x[i] - mx);
+        op_softmax(x, n);
+        for (int i = 0; i < n; i++)
+            if (fabs(x[i] - ref[i] / sum) > 1e-6 + 1e-5 * ref[i] / sum)
+                fail_msg("softmax n %d at %d: %g vs %g", n, i, x[i], ref[i] / sum);
+        for (int i = 0; i < n; i++)
+            x[i] = 12 * rnd(&seed);
+        x[0] = -100, x[n - 1] = 100;
+        float *y = malloc(sizeof(float) * n);
+        memcpy(y, x, sizeof(float) * n);
+        op_gelu(st, y, (size_t)n);
+        for (int i = 0; i < n; i++) {
+            double v = x[i],
+                   g = 0.5 * v * (1 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+            if (fabs(y[i] - g) > 1e-5 * fabs(g) + 1e-6)
+                fail_msg("gelu(%g) = %g, want %g", v, y[i], g);
+        }
+        free(x), free(ref), free(y);
+    }
+    float masked[3] = {-INFINITY, -INFINITY, -INFINITY};
+    op_softmax(masked, 3); /* all masked: uniform, not NaN */
+    for (int i = 0; i < 3; i++)
+        assert_float_equal(masked[i], 1.0f / 3, 1e-7);
+    whisper_state_free(st);
+}
+
 /* Three different sequences decoded as one batch give the logits each gets
  * alone: the batch shares the cross-attention read, not its results. */
 static void batch_matches_single_sequences(void **state) {
@@ -207,6 +250,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(matmul_matches_reference),
         cmocka_unit_test(f16_attention_matches_reference),
+        cmocka_unit_test(softmax_and_gelu_match_libm),
         cmocka_unit_test(batch_matches_single_sequences),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -47,10 +47,8 @@ int decoder_reserve(WhisperState *st, int n_seq, char *msg, size_t cap) {
     if (t) st->reorder_tmp = t;
     if (!k || !v || !lg || !t)
         return di_fail(msg, cap, DI_ENOMEM, "out of memory for decoder caches");
-    memset(st->self_k + (size_t)st->n_seq_cap * per_seq, 0,
-           (size_t)(n_seq - st->n_seq_cap) * per_seq * sizeof(uint16_t));
-    memset(st->self_v + (size_t)st->n_seq_cap * per_seq, 0,
-           (size_t)(n_seq - st->n_seq_cap) * per_seq * sizeof(uint16_t));
+    /* Not cleared: a step writes its rows before attending over them, and
+     * untouched pages of the context never read cost no memory. */
     int old = st->n_seq_cap;
     st->n_seq_cap = n_seq;
     size_t need = 10 * (size_t)rows_cap(st) * S + (size_t)st->n_threads * scores_per_thread(st);

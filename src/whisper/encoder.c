@@ -15,26 +15,38 @@
 #include <string.h>
 
 #define ATTN_QUERY_BLOCK 250
+/* The MLP and conv2 run over chunks of this many positions, so their wide
+ * intermediate ([rows][4S], [rows][3S]) needs a chunk's room, not the
+ * window's: 10 MB less at base. Still enough rows per product for sgemm. */
+#define ENC_CHUNK 500
 
 typedef struct {
-    float *x, *h, *q, *k, *v, *a, *big, *scores;
+    float *x, *h, *q, *k, *v, *big, *scores;
 } EncBufs;
+
+/* x, h, q, k, v of [n_ctx][S] and one wide buffer that holds, in turn,
+ * conv1's im2col, conv2's (a chunk), each thread's attention scores and the
+ * MLP's hidden layer (a chunk). */
+size_t encoder_scratch_floats(const WhisperHparams *hp, int n_threads) {
+    size_t T = (size_t)hp->n_audio_ctx, S = (size_t)hp->n_audio_state;
+    size_t big = 2 * T * 3 * (size_t)hp->n_mels;
+    if (ENC_CHUNK * 4 * S > big) big = ENC_CHUNK * 4 * S;
+    if ((size_t)n_threads * ATTN_QUERY_BLOCK * T > big)
+        big = (size_t)n_threads * ATTN_QUERY_BLOCK * T;
+    return 5 * T * S + big;
+}
 
 static EncBufs enc_bufs(WhisperState *st) {
     const WhisperHparams *hp = &st->model->hp;
     size_t T = (size_t)hp->n_audio_ctx, S = (size_t)hp->n_audio_state;
-    size_t big = 2 * T * 3 * (size_t)hp->n_mels;
-    if (T * 4 * S > big) big = T * 4 * S;
-    if (T * 3 * S > big) big = T * 3 * S;
     EncBufs b;
     b.x = st->scratch;
     b.h = b.x + T * S;
     b.q = b.h + T * S;
     b.k = b.q + T * S;
     b.v = b.k + T * S;
-    b.a = b.v + T * S;
-    b.big = b.a + T * S;
-    b.scores = b.big + big;
+    b.big = b.v + T * S;
+    b.scores = b.big;
     return b;
 }
 
@@ -54,10 +66,11 @@ static void im2col_mel(float *col, const float *mel, int n_mels, int n_frames, i
     }
 }
 
-/* im2col for conv2 (stride 2) over a time-major [F][S] input. */
-static void im2col_stride2(float *col, const float *in, int F, int S, int T) {
-    for (int t = 0; t < T; t++) {
-        float *row = col + (size_t)t * S * 3;
+/* im2col for conv2 (stride 2) over a time-major [F][S] input, output
+ * positions t0..t1 into rows from 0. */
+static void im2col_stride2(float *col, const float *in, int F, int S, int t0, int t1) {
+    for (int t = t0; t < t1; t++) {
+        float *row = col + (size_t)(t - t0) * S * 3;
         for (int j = 0; j < 3; j++) {
             int f = 2 * t + j - 1;
             for (int c = 0; c < S; c++)
@@ -73,17 +86,22 @@ typedef struct {
     float *qh, *kh, *vh; /* [n_head][T][dh] */
 } AttnJob;
 
-/* Copies q, k and v into one contiguous [T][dh] matrix per head. Read in
- * place, a head's 1500 rows each sit on their own page, and sgemm's packing
- * of them (once per block of queries) spent most of its time on TLB misses. */
-static void enc_heads_task(void *ctx, int i, int thread) {
+/* Copies one head of a [T][S] matrix into a contiguous [T][dh] block of
+ * dst ([n_head][T][dh]). Read in place, a head's 1500 rows each sit on their
+ * own page, and sgemm's packing of them (once per block of queries) spent
+ * most of its time on TLB misses. */
+typedef struct {
+    const float *src;
+    float *dst;
+    int T, S, dh;
+} HeadsJob;
+
+static void heads_task(void *ctx, int head, int thread) {
     (void)thread;
-    AttnJob *j = ctx;
-    int head = i / 3, which = i % 3;
-    const float *src = which == 0 ? j->b->q : which == 1 ? j->b->k : j->b->v;
-    float *dst = (which == 0 ? j->qh : which == 1 ? j->kh : j->vh) + (size_t)head * j->T * j->dh;
+    HeadsJob *j = ctx;
+    float *dst = j->dst + (size_t)head * j->T * j->dh;
     for (int t = 0; t < j->T; t++)
-        memcpy(dst + (size_t)t * j->dh, src + (size_t)t * j->S + (size_t)head * j->dh,
+        memcpy(dst + (size_t)t * j->dh, j->src + (size_t)t * j->S + (size_t)head * j->dh,
                (size_t)j->dh * sizeof(float));
 }
 
@@ -95,7 +113,7 @@ static void enc_attn_task(void *ctx, int i, int thread) {
     size_t hoff = (size_t)head * j->T * j->dh;
     float *scores = j->b->scores + (size_t)thread * ATTN_QUERY_BLOCK * j->T;
     /* The output goes back to the [T][S] layout the next product reads. */
-    float *out = j->b->a + (size_t)q0 * j->S + (size_t)head * j->dh;
+    float *out = j->b->v + (size_t)q0 * j->S + (size_t)head * j->dh;
     op_attention(out, j->S, j->qh + hoff + (size_t)q0 * j->dh, j->kh + hoff, j->vh + hoff, nq, j->T,
                  j->dh, j->dh, j->scale, -1, scores);
 }
@@ -110,19 +128,28 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     op_matmul(st, b->q, b->h, T, S, &L->attn.q_w, &L->attn.q_b);
     op_matmul(st, b->k, b->h, T, S, &L->attn.k_w, NULL);
     op_matmul(st, b->v, b->h, T, S, &L->attn.v_w, &L->attn.v_b);
-    /* The head-major copies use the MLP's buffer, free until then. */
-    AttnJob aj = {b, T, S, H, S / H, 1.0f / sqrtf((float)(S / H)), b->big, b->big + TS, b->h};
-    di_pool_run(st->pool, 3 * H, enc_heads_task, &aj);
+    /* Head-major copies, each into the buffer the previous one freed:
+     * q -> h (done with), k -> q, v -> k; the heads' output goes to v. */
+    HeadsJob hj[3] = {
+        {b->q, b->h, T, S, S / H}, {b->k, b->q, T, S, S / H}, {b->v, b->k, T, S, S / H}};
+    for (int c = 0; c < 3; c++)
+        di_pool_run(st->pool, H, heads_task, &hj[c]);
+    AttnJob aj = {b, T, S, H, S / H, 1.0f / sqrtf((float)(S / H)), b->h, b->q, b->k};
     di_pool_run(st->pool, H * ((T + ATTN_QUERY_BLOCK - 1) / ATTN_QUERY_BLOCK), enc_attn_task, &aj);
-    op_matmul(st, b->h, b->a, T, S, &L->attn.o_w, &L->attn.o_b);
+    op_matmul(st, b->h, b->v, T, S, &L->attn.o_w, &L->attn.o_b);
     for (size_t i = 0; i < TS; i++)
         b->x[i] += b->h[i];
 
-    /* MLP: S -> 4S -> GELU -> S. */
+    /* MLP: S -> 4S -> GELU -> S, a chunk of positions at a time; each
+     * chunk's output overwrites its own rows of h, already consumed. */
     op_layer_norm(st, b->h, b->x, T, S, &L->mlp_ln_w, &L->mlp_ln_b);
-    op_matmul(st, b->big, b->h, T, S, &L->fc1_w, &L->fc1_b);
-    op_gelu(st, b->big, TS * 4);
-    op_matmul(st, b->h, b->big, T, 4 * S, &L->fc2_w, &L->fc2_b);
+    for (int t0 = 0; t0 < T; t0 += ENC_CHUNK) {
+        int n = T - t0 < ENC_CHUNK ? T - t0 : ENC_CHUNK;
+        float *h = b->h + (size_t)t0 * S;
+        op_matmul(st, b->big, h, n, S, &L->fc1_w, &L->fc1_b);
+        op_gelu(st, b->big, (size_t)n * S * 4);
+        op_matmul(st, h, b->big, n, 4 * S, &L->fc2_w, &L->fc2_b);
+    }
     for (size_t i = 0; i < TS; i++)
         b->x[i] += b->h[i];
 }
@@ -145,8 +172,11 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
     op_gelu(st, c1, (size_t)F * S);
 
     /* conv2 (stride 2) + GELU, then the positional embedding. */
-    im2col_stride2(b.big, c1, F, S, T);
-    op_matmul(st, b.x, b.big, T, 3 * S, &w->conv2_w, &w->conv2_b);
+    for (int t0 = 0; t0 < T; t0 += ENC_CHUNK) {
+        int t1 = T - t0 < ENC_CHUNK ? T : t0 + ENC_CHUNK;
+        im2col_stride2(b.big, c1, F, S, t0, t1);
+        op_matmul(st, b.x + (size_t)t0 * S, b.big, t1 - t0, 3 * S, &w->conv2_w, &w->conv2_b);
+    }
     op_gelu(st, b.x, (size_t)T * S);
     const float *pos = w->enc_pos.data;
     for (size_t i = 0; i < (size_t)T * S; i++)
@@ -154,6 +184,8 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
 
     for (int l = 0; l < hp->n_audio_layer; l++)
         encoder_block(st, &b, &w->enc[l]);
+    /* The output lives in the scratch (v is free now) until the next encode. */
+    st->enc_out = b.v;
     op_layer_norm(st, st->enc_out, b.x, T, S, &w->enc_ln_w, &w->enc_ln_b);
 
     /* Cross-attention keys and values for every decoder layer. */

@@ -7,20 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ATTN_QUERY_BLOCK 250 /* encoder queries per attention task */
-
 static float *falloc(size_t n) {
     return aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-}
-
-/* Encoder scratch: x, h, q, k, v, a of [n_ctx][S], one "big" buffer for
- * the im2col matrices and the MLP, and per-thread attention scores. */
-static size_t encoder_scratch_floats(const WhisperHparams *hp, int n_threads) {
-    size_t T = (size_t)hp->n_audio_ctx, S = (size_t)hp->n_audio_state;
-    size_t big = 2 * T * 3 * (size_t)hp->n_mels;
-    if (T * 4 * S > big) big = T * 4 * S;
-    if (T * 3 * S > big) big = T * 3 * S;
-    return 6 * T * S + big + (size_t)n_threads * ATTN_QUERY_BLOCK * T;
 }
 
 int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState **out, char *msg,
@@ -46,13 +34,12 @@ int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState 
     st->wbuf_total = st->wbuf_size * (size_t)n_threads;
     if (whole > st->wbuf_total) st->wbuf_total = whole;
     st->scratch_size = encoder_scratch_floats(hp, n_threads);
-    st->enc_out = falloc(T * S);
     size_t cross = (size_t)hp->n_text_layer * T * S;
     st->cross_k = aligned_alloc(64, (cross * sizeof(uint16_t) + 63) & ~(size_t)63);
     st->cross_v = aligned_alloc(64, (cross * sizeof(uint16_t) + 63) & ~(size_t)63);
     st->scratch = falloc(st->scratch_size);
     st->wbuf = falloc(st->wbuf_total);
-    int rc = (st->enc_out && st->cross_k && st->cross_v && st->scratch && st->wbuf)
+    int rc = (st->cross_k && st->cross_v && st->scratch && st->wbuf)
                  ? 0
                  : di_fail(msg, cap, DI_ENOMEM, "out of memory for the encoder buffers");
     if (!rc && di_pool_create(n_threads, &st->pool))
@@ -72,7 +59,6 @@ int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState 
 void whisper_state_free(WhisperState *st) {
     if (!st) return;
     di_pool_destroy(st->pool);
-    free(st->enc_out);
     free(st->cross_k);
     free(st->cross_v);
     free(st->scratch);

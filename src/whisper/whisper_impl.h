@@ -110,7 +110,7 @@ struct WhisperState {
     int n_threads;
 
     /* Encoder. */
-    float *enc_out;    /* [n_audio_ctx][S] */
+    float *enc_out;    /* [n_audio_ctx][S], inside scratch; NULL before an encode */
     uint16_t *cross_k; /* [n_text_layer][n_audio_ctx][S], f16 */
     uint16_t *cross_v; /* [n_text_layer][n_audio_ctx][S], f16 */
     float *scratch;    /* encoder work space */
@@ -185,5 +185,7 @@ void quant_dequant_row(int type, const void *src, float *dst, int n);
 /* ggml's reference quantization of n floats (for synthetic models, tests). */
 void quant_quantize_row(int type, const float *src, void *dst, int n);
 
+/* Floats of encoder scratch a state needs (encoder.c). */
+size_t encoder_scratch_floats(const WhisperHparams *hp, int n_threads);
 /* Encoder FLOPs per 30 s window (for benchmarks). */
 double encoder_flops(const WhisperHparams *hp);
