@@ -214,9 +214,10 @@ static void gemv_quant_rows(const MatmulJob *j, int n0, int n1, int thread) {
 static void gemv_task(void *ctx, int i, int thread) {
     MatmulJob *j = ctx;
     int n0 = i * GEMV_BLOCK_N, n1 = n0 + GEMV_BLOCK_N < j->N ? n0 + GEMV_BLOCK_N : j->N;
-    if (quant_is_block_type(j->w->type))
-        gemv_quant_rows(j, n0, n1, thread);
-    else
+    if (quant_is_block_type(j->w->type)) {
+        if (quant_gemv_rows(j->w->type, j->w->data, j->x, j->M, j->K, j->y, j->N, n0, n1))
+            gemv_quant_rows(j, n0, n1, thread);
+    } else
         gemv_rows(j->y, j->x, j->M, j->K, j->N, j->w, n0, n1);
 }
 

@@ -226,3 +226,78 @@ void quant_quantize_row(int type, const float *src, void *dst, int n) {
     for (int i = 0; i < n / QK; i++)
         qz(src + (size_t)i * QK, out + (size_t)i * step);
 }
+
+/* ---- Few-row products straight from the blocks (AVX-512) -------------- */
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
+
+/* Widens one block to 32 floats in two registers: weights 0..15 in lo,
+ * 16..31 in hi. q4_0 and the q5 formats keep weight j and j+16 in the low
+ * and high nibble of byte j, so the halves fall out of the nibbles. */
+AVX512 static inline void block_to_regs(int type, const uint8_t *b, __m512 *lo, __m512 *hi) {
+    float d = half_at(b), m = 0;
+    __m512i qlo, qhi;
+    if (type == TENSOR_Q8_0) {
+        qlo = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2)));
+        qhi = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 18)));
+    } else {
+        const uint8_t *qs = b + (type == TENSOR_Q4_0 ? 2 : type == TENSOR_Q5_0 ? 6 : 8);
+        __m128i v = _mm_loadu_si128((const __m128i *)qs), nib = _mm_set1_epi8(0x0F);
+        qlo = _mm512_cvtepu8_epi32(_mm_and_si128(v, nib));
+        qhi = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 4), nib));
+        int offset = 8;
+        if (type != TENSOR_Q4_0) {
+            uint32_t qh = u32_at(b + (type == TENSOR_Q5_0 ? 2 : 4));
+            __m512i sixteen = _mm512_set1_epi32(16);
+            qlo = _mm512_mask_add_epi32(qlo, (__mmask16)(qh & 0xFFFF), qlo, sixteen);
+            qhi = _mm512_mask_add_epi32(qhi, (__mmask16)(qh >> 16), qhi, sixteen);
+            offset = 16;
+            if (type == TENSOR_Q5_1) offset = 0, m = half_at(b + 2);
+        }
+        qlo = _mm512_sub_epi32(qlo, _mm512_set1_epi32(offset));
+        qhi = _mm512_sub_epi32(qhi, _mm512_set1_epi32(offset));
+    }
+    __m512 dv = _mm512_set1_ps(d), mv = _mm512_set1_ps(m);
+    *lo = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qlo), dv, mv);
+    *hi = _mm512_fmadd_ps(_mm512_cvtepi32_ps(qhi), dv, mv);
+}
+
+AVX512 static void gemv_blocks_avx512(int type, const uint8_t *w, const float *x, int M, int K,
+                                      float *y, int ldy, int n0, int n1) {
+    size_t rb = quant_row_bytes(type, K), bb = (size_t)block_bytes(type);
+    for (int n = n0; n < n1; n++) {
+        const uint8_t *row = w + (size_t)n * rb;
+        if (n + 2 < n1)
+            for (size_t o = 0; o < rb; o += 64)
+                _mm_prefetch((const char *)(row + 2 * rb + o), _MM_HINT_T0);
+        __m512 acc[8];
+        for (int m = 0; m < M; m++)
+            acc[m] = _mm512_setzero_ps();
+        for (int k = 0; k < K; k += QK) {
+            __m512 lo, hi;
+            block_to_regs(type, row + (size_t)(k / QK) * bb, &lo, &hi);
+            for (int m = 0; m < M; m++) {
+                const float *xm = x + (size_t)m * K + k;
+                acc[m] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(xm), acc[m]);
+                acc[m] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xm + 16), acc[m]);
+            }
+        }
+        for (int m = 0; m < M; m++)
+            y[(size_t)m * ldy + n] = _mm512_reduce_add_ps(acc[m]);
+    }
+}
+#endif
+
+int quant_gemv_rows(int type, const void *w, const float *x, int M, int K, float *y, int ldy,
+                    int n0, int n1) {
+#if defined(__x86_64__)
+    if (quant_is_block_type(type) && M <= 8 && (di_cpu_features() & DI_CPU_AVX512)) {
+        gemv_blocks_avx512(type, w, x, M, K, y, ldy, n0, n1);
+        return 0;
+    }
+#endif
+    (void)w, (void)x, (void)M, (void)K, (void)y, (void)ldy, (void)n0, (void)n1;
+    return -1;
+}

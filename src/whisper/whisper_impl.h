@@ -182,6 +182,11 @@ int quant_is_block_type(int type); /* q4_0, q5_0, q5_1, q8_0 */
 size_t quant_row_bytes(int type, int n);
 /* Widens n weights (a row or several whole rows) to f32. */
 void quant_dequant_row(int type, const void *src, float *dst, int n);
+/* y[m][n] = x[m] . W[n] for rows n0..n1 of a block-quantized W [N][K] and
+ * M <= 8 rows of x, straight from the blocks; y rows ldy apart. 0, or -1
+ * when this CPU has no such kernel (the caller widens rows instead). */
+int quant_gemv_rows(int type, const void *w, const float *x, int M, int K, float *y, int ldy,
+                    int n0, int n1);
 /* ggml's reference quantization of n floats (for synthetic models, tests). */
 void quant_quantize_row(int type, const float *src, void *dst, int n);
 
