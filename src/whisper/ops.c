@@ -1,13 +1,14 @@
 /*
- * The engine's operations. Matrix products go to OpenBLAS's sgemm; f16 and
- * quantized weights are widened to f32 a block of rows at a time so the
- * model stays compact in memory. Products with few rows (decoding a token for 1 to 7
- * sequences) are memory-bound, so they use our own kernel that reads each
- * f16 weight once and multiplies it into every row.
+ * The engine's operations. Matrix products with many rows go to OpenBLAS's
+ * sgemm, f16 and quantized weights widened to f32 just before, so the model
+ * stays compact in memory. Products with few rows (decoding a token for 1
+ * to 7 sequences) are memory-bound, so they use our own kernels, which read
+ * each weight once, in its stored type, and multiply it into every row.
+ * The decoder's attention reads f16 caches through its own kernel too.
  *
  * OpenBLAS runs single-threaded (see state.c); parallelism comes from the
- * state's pool splitting the output columns, which also makes results
- * independent of the thread count.
+ * state's pool splitting the work at boundaries set by the shapes alone,
+ * which makes results independent of the thread count.
  */
 #include "whisper/whisper_impl.h"
 
