@@ -406,6 +406,13 @@ static unsigned commit_job(ApiUpload *u, char **body) {
     return 200;
 }
 
+/* Any refusal here drops the stored bytes before the answer goes out, so a
+ * client that sees an error never finds a trace of its upload. */
+static unsigned refuse_now(ApiUpload *u, char **body, unsigned status, const char *detail) {
+    refuse(u, status, detail);
+    return fail(body, status, detail);
+}
+
 unsigned api_upload_finish(ApiUpload *u, char **body) {
     *body = NULL;
     if (!u) return fail(body, 500, "Out of memory");
@@ -418,12 +425,12 @@ unsigned api_upload_finish(ApiUpload *u, char **body) {
     if (!u->file_has_name)
         return missing_file(body, "value_error",
                             "Value error, Expected UploadFile, received: <class 'str'>");
-    if (u->bytes == 0) return fail(body, 400, "The uploaded file is empty");
+    if (u->bytes == 0) return refuse_now(u, body, 400, "The uploaded file is empty");
     /* A URL cut at the buffer's end is longer than any accepted one. */
     if (u->callback_len && !meta_callback_url_ok(u->callback))
-        return fail(body, 400,
-                    "callback_url must be an http:// or https:// URL of at most 2000 "
-                    "bytes, without spaces");
+        return refuse_now(u, body, 400,
+                          "callback_url must be an http:// or https:// URL of at most 2000 "
+                          "bytes, without spaces");
     if (u->sync && check_sync_fields(u)) return fail(body, u->refused, u->detail);
     if (!u->w) start_blob(u); /* a file shorter than the sniff window */
     if (u->refused) return fail(body, u->refused, u->detail);
