@@ -39,6 +39,36 @@ static WhisperState *new_state(int threads) {
     return st;
 }
 
+/* Runs y = x W^T (+ bias) for M random rows on 1 and 2 threads: the two
+ * must agree bit for bit, and both with a double loop over wf, the weights
+ * as W's own type holds them. */
+static void check_matmul(WhisperState *st1, WhisperState *st2, const Tensor *w, const float *wf,
+                         const float *bias, int M, uint64_t *seed) {
+    int K = w->ne[0], N = w->ne[1];
+    Tensor b = {TENSOR_F32, 1, {N, 1, 1}, bias};
+    float *x = malloc(sizeof(float) * M * K);
+    float *y1 = malloc(sizeof(float) * M * N), *y2 = malloc(sizeof(float) * M * N);
+    for (int i = 0; i < M * K; i++)
+        x[i] = rnd(seed);
+    op_matmul(st1, y1, x, M, K, w, bias ? &b : NULL);
+    op_matmul(st2, y2, x, M, K, w, bias ? &b : NULL);
+    if (memcmp(y1, y2, sizeof(float) * M * N))
+        fail_msg("type %d M %d K %d N %d: 1 and 2 threads differ", w->type, M, K, N);
+    for (int m = 0; m < M; m++) {
+        for (int n = 0; n < N; n++) {
+            double ref = bias ? bias[n] : 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                ref += (double)x[m * K + k] * wf[n * K + k];
+                mag += fabs((double)x[m * K + k] * wf[n * K + k]);
+            }
+            if (fabs(y1[m * N + n] - ref) > 1e-5 * mag + 1e-6)
+                fail_msg("type %d M %d K %d N %d at (%d,%d): %g vs %g", w->type, M, K, N, m, n,
+                         y1[m * N + n], ref);
+        }
+    }
+    free(x), free(y1), free(y2);
+}
+
 /* y = x W^T + b for every row count and shape the engine meets. */
 static void matmul_matches_reference(void **state) {
     (void)state;
@@ -60,31 +90,8 @@ static void matmul_matches_reference(void **state) {
                 for (int n = 0; n < N; n++)
                     bias[n] = rnd(&seed);
                 Tensor w = {type, 2, {K, N, 1}, type == TENSOR_F16 ? (void *)wh : (void *)wf};
-                Tensor b = {TENSOR_F32, 1, {N, 1, 1}, bias};
-                for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
-                    int M = Ms[mi];
-                    float *x = malloc(sizeof(float) * M * K);
-                    float *y1 = malloc(sizeof(float) * M * N), *y2 = malloc(sizeof(float) * M * N);
-                    for (int i = 0; i < M * K; i++)
-                        x[i] = rnd(&seed);
-                    op_matmul(st1, y1, x, M, K, &w, &b);
-                    op_matmul(st2, y2, x, M, K, &w, &b);
-                    if (memcmp(y1, y2, sizeof(float) * M * N))
-                        fail_msg("type %d M %d K %d N %d: 1 and 2 threads differ", type, M, K, N);
-                    for (int m = 0; m < M; m++) {
-                        for (int n = 0; n < N; n++) {
-                            double ref = bias[n], mag = 0;
-                            for (int k = 0; k < K; k++) {
-                                ref += (double)x[m * K + k] * wf[n * K + k];
-                                mag += fabs((double)x[m * K + k] * wf[n * K + k]);
-                            }
-                            if (fabs(y1[m * N + n] - ref) > 1e-5 * mag + 1e-6)
-                                fail_msg("type %d M %d K %d N %d at (%d,%d): %g vs %g", type, M, K,
-                                         N, m, n, y1[m * N + n], ref);
-                        }
-                    }
-                    free(x), free(y1), free(y2);
-                }
+                for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+                    check_matmul(st1, st2, &w, wf, bias, Ms[mi], &seed);
                 free(wf), free(wh), free(bias);
             }
         }
@@ -114,30 +121,8 @@ static void quantized_matmul_matches_reference(void **state) {
             quant_dequant_row(type, packed + n * rb, wq + n * K, K);
         }
         Tensor w = {type, 2, {K, N, 1}, packed};
-        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++) {
-            int M = Ms[mi];
-            float *x = malloc(sizeof(float) * M * K);
-            float *y1 = malloc(sizeof(float) * M * N), *y2 = malloc(sizeof(float) * M * N);
-            for (int i = 0; i < M * K; i++)
-                x[i] = rnd(&seed);
-            op_matmul(st1, y1, x, M, K, &w, NULL);
-            op_matmul(st2, y2, x, M, K, &w, NULL);
-            if (memcmp(y1, y2, sizeof(float) * M * N))
-                fail_msg("type %d M %d: 1 and 2 threads differ", type, M);
-            for (int m = 0; m < M; m++) {
-                for (int n = 0; n < N; n++) {
-                    double ref = 0, mag = 0;
-                    for (int k = 0; k < K; k++) {
-                        ref += (double)x[m * K + k] * wq[n * K + k];
-                        mag += fabs((double)x[m * K + k] * wq[n * K + k]);
-                    }
-                    if (fabs(y1[m * N + n] - ref) > 1e-5 * mag + 1e-6)
-                        fail_msg("type %d M %d at (%d,%d): %g vs %g", type, M, m, n, y1[m * N + n],
-                                 ref);
-                }
-            }
-            free(x), free(y1), free(y2);
-        }
+        for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+            check_matmul(st1, st2, &w, wq, NULL, Ms[mi], &seed);
     }
     free(wf), free(wq), free(packed);
     whisper_state_free(st1);
