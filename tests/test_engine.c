@@ -24,19 +24,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static WhisperModel *synth_model(const char *preset, const char *file) {
-    char msg[512];
-    WhisperSynthSpec spec = {.seed = 7,
-                             .vocab_from = tu_shared("golden/ggml-micro-synthetic.en.bin")};
-    assert_int_equal(whisper_synth_preset(preset, &spec.hp), 0);
-    const char *path = tu_tmp(file);
-    assert_int_equal(whisper_synth_write(path, &spec, msg, sizeof msg), 0);
-    WhisperModel *m;
-    assert_int_equal(whisper_model_load(path, &m, msg, sizeof msg), 0);
-    remove(path);
-    return m;
-}
-
 /* Runs one transcription and checks the result is well-formed. */
 static void run_mode(WhisperModel *m, int threads, const WhisperParams *p, const float *pcm,
                      size_t n, WhisperResult *r) {
@@ -77,7 +64,7 @@ static int same_tokens(const WhisperResult *a, const WhisperResult *b) {
 
 static void tiny_every_mode(void **state) {
     (void)state;
-    WhisperModel *m = synth_model("tiny", "tiny.bin");
+    WhisperModel *m = tu_synth_model("tiny", 7, "tiny.bin");
     WhisperResult r, r2;
 
     WhisperParams p = whisper_default_params(); /* greedy, timestamps, fallback */
@@ -154,7 +141,7 @@ static void base_modes_and_threads(void **state) {
         fprintf(stderr, "base-sized model skipped (DIARIST_TEST_LIGHT)\n");
         skip();
     }
-    WhisperModel *m = synth_model("base", "base.bin");
+    WhisperModel *m = tu_synth_model("base", 7, "base.bin");
     assert_string_equal(whisper_model_type(m), "base.en");
     WhisperResult r, r2;
     WhisperParams p = whisper_default_params();
@@ -182,7 +169,7 @@ static void base_modes_and_threads(void **state) {
  * (no-speech probability > 0.6 and average log-probability < -1). */
 static void no_speech_window_is_skipped(void **state) {
     (void)state;
-    WhisperModel *m = synth_model("micro", "micro.bin");
+    WhisperModel *m = tu_synth_model("micro", 7, "micro.bin");
     const WhisperHparams *hp = whisper_model_hparams(m);
     int S = hp->n_text_state;
     float *g = (float *)m->w.dec_ln_w.data, *b = (float *)m->w.dec_ln_b.data;
@@ -251,7 +238,7 @@ static void multilingual_layouts(void **state) {
 
 static void bad_params_are_refused(void **state) {
     (void)state;
-    WhisperModel *m = synth_model("micro", "micro2.bin");
+    WhisperModel *m = tu_synth_model("micro", 7, "micro2.bin");
     char msg[512];
     WhisperState *st;
     assert_int_equal(whisper_state_create(m, 1, &st, msg, sizeof msg), 0);

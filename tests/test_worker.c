@@ -460,6 +460,79 @@ static void stop_flag_stops_idle_workers(void **state) {
     env_close(&env);
 }
 
+/* Jobs given to workers sharing one batched engine end with the very
+ * transcripts (text and segments) a lone worker writes for the same
+ * audio, one job after another. */
+static void batched_workers_match_one_by_one(void **state) {
+    (void)state;
+    Env env;
+    env_open(&env, "batched", 5, NULL);
+    const char *longwav = tu_tmp("long.wav");
+    const char *jfk = tu_shared("samples/jfk.wav");
+    assert_int_equal(
+        tu_sh("sox %s %s %s %s %s %s %s 2>/dev/null", jfk, jfk, jfk, jfk, jfk, jfk, longwav), 0);
+    size_t n_long;
+    void *wav_long = tu_read(longwav, &n_long);
+    assert_non_null(wav_long);
+
+    /* One by one, on the lone worker. */
+    seed_jfk(&env, "6f1d2c3b-0000-4000-8000-000000000100");
+    seed_job(&env, "6f1d2c3b-0000-4000-8000-000000000101", "long.wav", wav_long, n_long);
+    drain(&env);
+    Job ref[2] = {{0}, {0}};
+    get_job(&env, "6f1d2c3b-0000-4000-8000-000000000100", &ref[0]);
+    get_job(&env, "6f1d2c3b-0000-4000-8000-000000000101", &ref[1]);
+    assert_int_equal(ref[0].state, JOB_COMPLETED);
+    assert_int_equal(ref[1].state, JOB_COMPLETED);
+
+    /* Five at once on three lanes: two of them wait for a lane. */
+    const char *ids[5] = {
+        "6f1d2c3b-0000-4000-8000-000000000110", "6f1d2c3b-0000-4000-8000-000000000111",
+        "6f1d2c3b-0000-4000-8000-000000000112", "6f1d2c3b-0000-4000-8000-000000000113",
+        "6f1d2c3b-0000-4000-8000-000000000114"};
+    for (int i = 0; i < 5; i++) {
+        if (i % 2)
+            seed_job(&env, ids[i], "long.wav", wav_long, n_long);
+        else
+            seed_jfk(&env, ids[i]);
+    }
+    atomic_int stop = 0;
+    RunArgs a = {.cfg = env.cfg, .rc = -1};
+    a.cfg.batch = 3;
+    a.cfg.n_workers = 1; /* raised to the batch */
+    a.cfg.stop = &stop;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_thread, &a), 0);
+    for (int i = 0; i < 5; i++) {
+        Job job = {0};
+        for (int tries = 0; tries < 3000; tries++) {
+            get_job(&env, ids[i], &job);
+            int ended = job.state == JOB_COMPLETED || job.state == JOB_ERROR;
+            if (ended) break;
+            meta_job_free(&job);
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        assert_int_equal(job.state, JOB_COMPLETED);
+        const Job *want = &ref[i % 2];
+        assert_string_equal(job.transcription, want->transcription);
+        assert_string_equal(job.segments_json, want->segments_json);
+        assert_float_equal(job.duration, want->duration, 1e-9);
+        meta_job_free(&job);
+    }
+    atomic_store(&stop, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(a.rc, 0);
+
+    char msg[256];
+    a.cfg.batch = WHISPER_BATCH_MAX_LANES + 1;
+    assert_int_equal(worker_run(&a.cfg, msg, sizeof msg), DI_EINVAL);
+    meta_job_free(&ref[0]);
+    meta_job_free(&ref[1]);
+    free(wav_long);
+    env_close(&env);
+}
+
 static int setup(void **state) {
     (void)state;
     char msg[512];
@@ -492,6 +565,7 @@ int main(void) {
         cmocka_unit_test(failed_note_keeps_transcript),
         cmocka_unit_test(dead_letter_marks_job_error),
         cmocka_unit_test(stop_flag_stops_idle_workers),
+        cmocka_unit_test(batched_workers_match_one_by_one),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,4 +1,5 @@
 #include "testutil.h"
+#include "whisper/whisper.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,4 +168,17 @@ void tu_emulators_stop(TuEmulators *e) {
     int status;
     waitpid(e->pid, &status, 0);
     e->pid = 0;
+}
+
+struct WhisperModel *tu_synth_model(const char *preset, unsigned seed, const char *file) {
+    char msg[512];
+    WhisperSynthSpec spec = {.seed = seed,
+                             .vocab_from = tu_shared("golden/ggml-micro-synthetic.en.bin")};
+    assert_int_equal(whisper_synth_preset(preset, &spec.hp), 0);
+    const char *path = tu_tmp(file);
+    assert_int_equal(whisper_synth_write(path, &spec, msg, sizeof msg), 0);
+    WhisperModel *m;
+    assert_int_equal(whisper_model_load(path, &m, msg, sizeof msg), 0);
+    remove(path);
+    return m;
 }

@@ -25,6 +25,12 @@ int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The diarist binary under test (env DIARIST_BIN). */
 const char *tu_bin(void);
 
+/* A synthetic model of a preset size (whisper_synth_preset) with the
+ * shared micro model's vocabulary, written to a scratch file and loaded.
+ * Fails the test on error. */
+struct WhisperModel;
+struct WhisperModel *tu_synth_model(const char *preset, unsigned seed, const char *file);
+
 /* The AWS-protocol servers of tests/aws (s3rver, local-aws-sqs, dynalite)
  * on loopback, started with node for one test program. which: "s3 sqs
  * dynamodb" or a subset. Ports are 0 for servers not started. The

@@ -9,8 +9,10 @@
  * Several sequences decode in lockstep as one batch (the beams of beam
  * search, the candidates of best-of sampling): their rows share every
  * weight read, which is what makes a batch cheaper than its parts. Each
- * sequence has its own self-attention cache; all share the window's
- * cross-attention keys and values.
+ * sequence has its own self-attention cache. The beams of one window share
+ * its cross-attention keys and values; a batch may also hold the windows
+ * of several jobs, each sequence at its own position against its own
+ * window (DecSeq).
  */
 #include "whisper/whisper_impl.h"
 
@@ -88,36 +90,49 @@ static uint16_t *cache_row(WhisperState *st, uint16_t *base, int seq, int layer,
     return base + (((size_t)seq * hp->n_text_layer + layer) * hp->n_text_ctx + pos) * S;
 }
 
+/* Runs of consecutive sequences that attend to the same window. */
+typedef struct {
+    int first, count, slot;
+} CrossGroup;
+
 typedef struct {
     WhisperState *st;
     DecBufs *b;
-    int layer, n_seq, n_tok, n_past, cross;
+    const DecSeq *seqs;
+    const CrossGroup *groups;
+    int layer, n_seq, n_tok, cross;
 } DecAttnJob;
 
 /* Self-attention: task i is one (sequence, head) pair, all of the
  * sequence's new queries against its own cache. Cross-attention: task i is
- * one head, every sequence's queries at once, since all share the window's
- * keys and values and so read them once per step. */
+ * one (group, head) pair, every query of the group's sequences at once,
+ * since they share the window's keys and values and so read them once per
+ * step. */
 static void dec_attn_task(void *ctx, int i, int thread) {
     DecAttnJob *j = ctx;
     const WhisperHparams *hp = &j->st->model->hp;
-    int H = hp->n_text_head, S = hp->n_text_state, dh = S / H;
+    int H = hp->n_text_head, S = hp->n_text_state, dh = S / H, head = i % H;
     float *scores = j->b->scores + (size_t)thread * scores_per_thread(j->st);
     size_t cap;
     float *kvbuf = op_thread_scratch(j->st, thread, &cap);
     float scale = 1.0f / sqrtf((float)dh);
     if (j->cross) {
-        size_t T = (size_t)hp->n_audio_ctx, off = (size_t)j->layer * T * S + (size_t)i * dh;
-        op_attention_f16(j->b->a + (size_t)i * dh, S, j->b->q + (size_t)i * dh, S,
-                         j->st->cross_k + off, j->st->cross_v + off, S, j->n_seq * j->n_tok, (int)T,
-                         dh, scale, -1, scores, kvbuf);
+        const CrossGroup *g = &j->groups[i / H];
+        size_t T = (size_t)hp->n_audio_ctx;
+        size_t off = (((size_t)g->slot * hp->n_text_layer + j->layer) * T) * S + (size_t)head * dh;
+        size_t qoff = (size_t)g->first * j->n_tok * S + (size_t)head * dh;
+        op_attention_f16(j->b->a + qoff, S, j->b->q + qoff, S, j->st->cross_k + off,
+                         j->st->cross_v + off, S, g->count * j->n_tok, (int)T, dh, scale, -1,
+                         scores, kvbuf);
     } else {
-        int s = i / H, head = i % H;
-        size_t qoff = (size_t)s * j->n_tok * S + (size_t)head * dh;
-        const uint16_t *k = cache_row(j->st, j->st->self_k, s, j->layer, 0) + (size_t)head * dh;
-        const uint16_t *v = cache_row(j->st, j->st->self_v, s, j->layer, 0) + (size_t)head * dh;
+        const DecSeq *sq = &j->seqs[i / H];
+        size_t qoff = (size_t)(i / H) * j->n_tok * S + (size_t)head * dh;
+        const uint16_t *k =
+            cache_row(j->st, j->st->self_k, sq->self, j->layer, 0) + (size_t)head * dh;
+        const uint16_t *v =
+            cache_row(j->st, j->st->self_v, sq->self, j->layer, 0) + (size_t)head * dh;
         op_attention_f16(j->b->a + qoff, S, j->b->q + qoff, S, k, v, S, j->n_tok,
-                         j->n_past + j->n_tok, dh, scale, j->n_past, scores, kvbuf);
+                         sq->n_past + j->n_tok, dh, scale, sq->n_past, scores, kvbuf);
     }
 }
 
@@ -126,12 +141,13 @@ static void add_rows(float *x, const float *y, size_t n) {
         x[i] += y[i];
 }
 
-static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, int n_tok, int n_past) {
+static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, const DecSeq *seqs,
+                          const CrossGroup *groups, int n_groups, int n_tok) {
     const WhisperHparams *hp = &st->model->hp;
     const Block *L = &st->model->w.dec[l];
     int S = hp->n_text_state, M = n_seq * n_tok;
     size_t MS = (size_t)M * S;
-    DecAttnJob aj = {st, b, l, n_seq, n_tok, n_past, 0};
+    DecAttnJob aj = {st, b, seqs, groups, l, n_seq, n_tok, 0};
 
     /* Causal self-attention; the new keys and values join each cache first. */
     op_layer_norm(st, b->h, b->x, M, S, &L->attn_ln_w, &L->attn_ln_b);
@@ -140,8 +156,10 @@ static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, int n_
     op_matmul(st, b->v, b->h, M, S, &L->attn.v_w, &L->attn.v_b);
     for (int s = 0; s < n_seq; s++) {
         size_t rows = (size_t)s * n_tok * S, n = (size_t)n_tok * S;
-        di_f32_to_f16_row(b->k + rows, cache_row(st, st->self_k, s, l, n_past), n);
-        di_f32_to_f16_row(b->v + rows, cache_row(st, st->self_v, s, l, n_past), n);
+        di_f32_to_f16_row(b->k + rows, cache_row(st, st->self_k, seqs[s].self, l, seqs[s].n_past),
+                          n);
+        di_f32_to_f16_row(b->v + rows, cache_row(st, st->self_v, seqs[s].self, l, seqs[s].n_past),
+                          n);
     }
     di_pool_run(st->pool, n_seq * hp->n_text_head, dec_attn_task, &aj);
     op_matmul(st, b->h, b->a, M, S, &L->attn.o_w, &L->attn.o_b);
@@ -151,7 +169,7 @@ static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, int n_
     op_layer_norm(st, b->h, b->x, M, S, &L->cross_ln_w, &L->cross_ln_b);
     op_matmul(st, b->q, b->h, M, S, &L->cross.q_w, &L->cross.q_b);
     aj.cross = 1;
-    di_pool_run(st->pool, hp->n_text_head, dec_attn_task, &aj);
+    di_pool_run(st->pool, n_groups * hp->n_text_head, dec_attn_task, &aj);
     op_matmul(st, b->h, b->a, M, S, &L->cross.o_w, &L->cross.o_b);
     add_rows(b->x, b->h, MS);
 
@@ -163,15 +181,29 @@ static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, int n_
     add_rows(b->x, b->h, MS);
 }
 
-int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, int n_past,
-                    float *logits, char *msg, size_t cap) {
+int decoder_forward_seqs(WhisperState *st, int n_seq, const DecSeq *seqs, const int *tokens,
+                         int n_tok, float *logits, char *msg, size_t cap) {
     const WhisperModel *m = st->model;
     const WhisperHparams *hp = &m->hp;
-    int S = hp->n_text_state, rc;
-    if (n_tok < 1 || n_past < 0 || n_past + n_tok > hp->n_text_ctx)
-        return di_fail(msg, cap, DI_ERANGE, "decoder positions %d..%d exceed the context of %d",
-                       n_past, n_past + n_tok, hp->n_text_ctx);
-    if ((rc = decoder_reserve(st, n_seq, msg, cap))) return rc;
+    int S = hp->n_text_state, rc, max_self = 0;
+    if (n_seq < 1 || n_seq > 64 || n_tok < 1)
+        return di_fail(msg, cap, DI_EINVAL, "cannot decode %d sequences of %d tokens", n_seq,
+                       n_tok);
+    for (int s = 0; s < n_seq; s++) {
+        const DecSeq *q = &seqs[s];
+        if (q->n_past < 0 || q->n_past + n_tok > hp->n_text_ctx)
+            return di_fail(msg, cap, DI_ERANGE, "decoder positions %d..%d exceed the context of %d",
+                           q->n_past, q->n_past + n_tok, hp->n_text_ctx);
+        if (q->self < 0 || q->self >= 64 || q->cross < 0 || q->cross >= st->n_cross_cap)
+            return di_fail(msg, cap, DI_EINVAL, "sequence %d names cache %d and window %d", s,
+                           q->self, q->cross);
+        for (int r = 0; r < s; r++)
+            if (seqs[r].self == q->self)
+                return di_fail(msg, cap, DI_EINVAL, "two sequences share cache %d", q->self);
+        if (q->self > max_self) max_self = q->self;
+    }
+    int need = max_self + 1 > n_seq ? max_self + 1 : n_seq;
+    if ((rc = decoder_reserve(st, need, msg, cap))) return rc;
     if (!logits) logits = st->logits; /* only now: reserving may have moved it */
     if (n_seq * n_tok > rows_cap(st))
         return di_fail(msg, cap, DI_EINVAL, "%d sequences of %d tokens is too large a batch", n_seq,
@@ -180,6 +212,14 @@ int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, i
         if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
             return di_fail(msg, cap, DI_EINVAL, "token id %d is outside the vocabulary", tokens[i]);
     DecBufs b = dec_bufs(st);
+    CrossGroup groups[64];
+    int n_groups = 0;
+    for (int s = 0; s < n_seq; s++) {
+        if (n_groups && groups[n_groups - 1].slot == seqs[s].cross)
+            groups[n_groups - 1].count++;
+        else
+            groups[n_groups++] = (CrossGroup){s, 1, seqs[s].cross};
+    }
 
     /* Token embedding plus the learned position. */
     const Tensor *emb = &m->w.tok_emb;
@@ -189,14 +229,14 @@ int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, i
             float *x = b.x + ((size_t)s * n_tok + i) * S;
             size_t row = (size_t)tokens[s * n_tok + i] * quant_row_bytes(emb->type, S);
             quant_dequant_row(emb->type, (const uint8_t *)emb->data + row, x, S);
-            const float *p = pos + (size_t)(n_past + i) * S;
+            const float *p = pos + (size_t)(seqs[s].n_past + i) * S;
             for (int c = 0; c < S; c++)
                 x[c] += p[c];
         }
     }
 
     for (int l = 0; l < hp->n_text_layer; l++)
-        decoder_block(st, &b, l, n_seq, n_tok, n_past);
+        decoder_block(st, &b, l, n_seq, seqs, groups, n_groups, n_tok);
 
     /* Logits of each sequence's last token only. */
     for (int s = 0; s < n_seq; s++)
@@ -205,6 +245,16 @@ int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, i
     op_layer_norm(st, b.h, b.q, n_seq, S, &m->w.dec_ln_w, &m->w.dec_ln_b);
     op_matmul(st, logits, b.h, n_seq, S, emb, NULL);
     return 0;
+}
+
+int decoder_forward(WhisperState *st, int n_seq, const int *tokens, int n_tok, int n_past,
+                    float *logits, char *msg, size_t cap) {
+    if (n_seq < 1 || n_seq > 64)
+        return di_fail(msg, cap, DI_EINVAL, "cannot decode %d sequences at once (1..64)", n_seq);
+    DecSeq seqs[64];
+    for (int s = 0; s < n_seq; s++)
+        seqs[s] = (DecSeq){s, st->cross_slot, n_past};
+    return decoder_forward_seqs(st, n_seq, seqs, tokens, n_tok, logits, msg, cap);
 }
 
 void decoder_reorder(WhisperState *st, int n_seq, const int *src, int n_past) {

@@ -188,11 +188,13 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
     st->enc_out = b.v;
     op_layer_norm(st, st->enc_out, b.x, T, S, &w->enc_ln_w, &w->enc_ln_b);
 
-    /* Cross-attention keys and values for every decoder layer. */
-    /* They are stored in f16, as the decoder reads them at every step. */
+    /* Cross-attention keys and values for every decoder layer, into the
+     * state's current slot. They are stored in f16, as the decoder reads
+     * them at every step. */
+    size_t slot = (size_t)st->cross_slot * hp->n_text_layer * T * S;
     for (int l = 0; l < hp->n_text_layer; l++) {
         const AttnWeights *c = &w->dec[l].cross;
-        size_t at = (size_t)l * T * S;
+        size_t at = slot + (size_t)l * T * S;
         op_matmul(st, b.q, st->enc_out, T, S, &c->k_w, NULL);
         op_matmul(st, b.k, st->enc_out, T, S, &c->v_w, &c->v_b);
         di_f32_to_f16_row(b.q, st->cross_k + at, (size_t)T * S);

@@ -78,37 +78,36 @@ static inline float load_w1(const Tensor *w, size_t off) {
                                  : ((const float *)w->data)[off];
 }
 
-/* Each weight row is loaded once and applied to all M (< 8) input rows. */
+/* Each weight row is loaded once and applied to all M (< 8) input rows.
+ * Every row sums in the same order whatever M is (two chains over
+ * alternate 8-wide steps, then the tail), so a sequence decoded in a batch
+ * gets the very logits it gets alone. */
 __attribute__((target("avx2,fma,f16c"))) static void
 gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, int n0, int n1) {
     int K8 = K & ~7;
     for (int n = n0; n < n1; n++) {
         size_t row = (size_t)n * K;
-        __m256 acc[GEMM_MIN_ROWS];
+        __m256 acc[GEMM_MIN_ROWS], acc2[GEMM_MIN_ROWS];
         for (int m = 0; m < M; m++)
-            acc[m] = _mm256_setzero_ps();
-        if (M == 1) {
-            /* Two chains hide the FMA latency for the common one-row case. */
-            __m256 acc2 = _mm256_setzero_ps();
-            int k = 0;
-            for (; k + 16 <= K8; k += 16) {
-                acc[0] = _mm256_fmadd_ps(load_w8(w, row + k), _mm256_loadu_ps(x + k), acc[0]);
-                acc2 = _mm256_fmadd_ps(load_w8(w, row + k + 8), _mm256_loadu_ps(x + k + 8), acc2);
-            }
-            for (; k < K8; k += 8)
-                acc[0] = _mm256_fmadd_ps(load_w8(w, row + k), _mm256_loadu_ps(x + k), acc[0]);
-            acc[0] = _mm256_add_ps(acc[0], acc2);
-        } else {
-            for (int k = 0; k < K8; k += 8) {
-                __m256 wv = load_w8(w, row + k);
-                for (int m = 0; m < M; m++)
-                    acc[m] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + (size_t)m * K + k), acc[m]);
+            acc[m] = acc2[m] = _mm256_setzero_ps();
+        int k = 0;
+        for (; k + 16 <= K8; k += 16) {
+            __m256 w0 = load_w8(w, row + k), w1 = load_w8(w, row + k + 8);
+            for (int m = 0; m < M; m++) {
+                const float *xm = x + (size_t)m * K + k;
+                acc[m] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xm), acc[m]);
+                acc2[m] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xm + 8), acc2[m]);
             }
         }
+        for (; k < K8; k += 8) {
+            __m256 w0 = load_w8(w, row + k);
+            for (int m = 0; m < M; m++)
+                acc[m] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + (size_t)m * K + k), acc[m]);
+        }
         for (int m = 0; m < M; m++) {
-            float s = hsum256(acc[m]);
-            for (int k = K8; k < K; k++)
-                s += load_w1(w, row + k) * x[(size_t)m * K + k];
+            float s = hsum256(_mm256_add_ps(acc[m], acc2[m]));
+            for (int kk = K8; kk < K; kk++)
+                s += load_w1(w, row + kk) * x[(size_t)m * K + kk];
             y[(size_t)m * N + n] = s;
         }
     }
@@ -160,19 +159,30 @@ gemv_f16_avx512(float *y, const float *x, int M, int K, int N, const uint16_t *w
             y[n + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
         }
     }
+    /* The same sums as above, row by row, for any M: a row's result does
+     * not depend on how many sequences share the step. */
     for (; n < n1; n++) {
         const uint16_t *r = w + (size_t)n * K;
         if (n + PF_ROWS < n1) prefetch_row(r + (size_t)PF_ROWS * K, K);
-        __m512 acc[GEMM_MIN_ROWS];
+        __m512 acc[GEMM_MIN_ROWS], acc2[GEMM_MIN_ROWS];
         for (int m = 0; m < M; m++)
-            acc[m] = _mm512_setzero_ps();
-        for (int k = 0; k < K; k += 16) {
-            __m512 wv = load_h16(r + k);
+            acc[m] = acc2[m] = _mm512_setzero_ps();
+        int k = 0;
+        for (; k + 32 <= K; k += 32) {
+            __m512 w0 = load_h16(r + k), w1 = load_h16(r + k + 16);
+            for (int m = 0; m < M; m++) {
+                const float *xm = x + (size_t)m * K + k;
+                acc[m] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xm), acc[m]);
+                acc2[m] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xm + 16), acc2[m]);
+            }
+        }
+        for (; k < K; k += 16) {
+            __m512 w0 = load_h16(r + k);
             for (int m = 0; m < M; m++)
-                acc[m] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + (size_t)m * K + k), acc[m]);
+                acc[m] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + (size_t)m * K + k), acc[m]);
         }
         for (int m = 0; m < M; m++)
-            y[(size_t)m * N + n] = _mm512_reduce_add_ps(acc[m]);
+            y[(size_t)m * N + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[m], acc2[m]));
     }
 }
 

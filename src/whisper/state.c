@@ -44,6 +44,7 @@ int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState 
                  : di_fail(msg, cap, DI_ENOMEM, "out of memory for the encoder buffers");
     if (!rc && di_pool_create(n_threads, &st->pool))
         rc = di_fail(msg, cap, DI_ENOMEM, "cannot start %d threads", n_threads);
+    st->n_cross_cap = 1;
     if (!rc) rc = decoder_reserve(st, 1, msg, cap);
     if (rc) {
         whisper_state_free(st);
@@ -53,6 +54,33 @@ int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState 
     memset(st->cross_k, 0, cross * sizeof(uint16_t));
     memset(st->cross_v, 0, cross * sizeof(uint16_t));
     *out = st;
+    return 0;
+}
+
+int cross_reserve(WhisperState *st, int n_slots, char *msg, size_t cap) {
+    if (n_slots < 1 || n_slots > 64)
+        return di_fail(msg, cap, DI_EINVAL, "cannot hold %d encoded windows at once (1..64)",
+                       n_slots);
+    if (n_slots <= st->n_cross_cap) return 0;
+    const WhisperHparams *hp = &st->model->hp;
+    size_t per = (size_t)hp->n_text_layer * hp->n_audio_ctx * hp->n_audio_state;
+    size_t bytes = ((size_t)n_slots * per * sizeof(uint16_t) + 63) & ~(size_t)63;
+    uint16_t *k = aligned_alloc(64, bytes), *v = aligned_alloc(64, bytes);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return di_fail(msg, cap, DI_ENOMEM, "out of memory for %d windows' cross-attention",
+                       n_slots);
+    }
+    /* The windows already encoded stay; new slots are filled by their encode. */
+    size_t old = (size_t)st->n_cross_cap * per * sizeof(uint16_t);
+    memcpy(k, st->cross_k, old);
+    memcpy(v, st->cross_v, old);
+    free(st->cross_k);
+    free(st->cross_v);
+    st->cross_k = k;
+    st->cross_v = v;
+    st->n_cross_cap = n_slots;
     return 0;
 }
 

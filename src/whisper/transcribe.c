@@ -194,6 +194,11 @@ typedef struct {
     double *sums;  /* [n_group_max] */
     int *next;     /* [n_group_max] */
     int *src;      /* [n_group_max] */
+    /* Where this transcription's sequences live in the state: the first
+     * self-attention cache and the encoded window. Alone they are 0 and 0;
+     * in a batch, a window decoded greedily in lockstep with others has its
+     * lane's cache, and every other decode starts at cache 0. */
+    int self_base, cross;
     DiRng rng;
     char *msg;
     size_t msg_cap;
@@ -233,6 +238,14 @@ static int decoder_init(Decoder *d, WhisperState *st, const WhisperParams *p, in
     return decoder_reserve(st, n_group_max, d->msg, d->msg_cap);
 }
 
+static int dec_forward(Decoder *d, int n_seq, const int *tokens, int n_tok, int n_past,
+                       float *logits) {
+    DecSeq seqs[MAX_BEST_OF > MAX_BEAM ? MAX_BEST_OF : MAX_BEAM];
+    for (int s = 0; s < n_seq; s++)
+        seqs[s] = (DecSeq){d->self_base + s, d->cross, n_past};
+    return decoder_forward_seqs(d->st, n_seq, seqs, tokens, n_tok, logits, d->msg, d->msg_cap);
+}
+
 static LogitRules window_rules(const Decoder *d, int sample_begin) {
     const WhisperParams *p = d->p;
     LogitRules r;
@@ -260,12 +273,12 @@ static LogitRules window_rules(const Decoder *d, int sample_begin) {
 static int prime(Decoder *d, const int *initial, int n_init, int sot_index, int n_group,
                  double *no_speech_prob) {
     const int nv = d->n_vocab;
-    int err = decoder_forward(d->st, 1, initial, sot_index + 1, 0, d->logits, d->msg, d->msg_cap);
+    int err = dec_forward(d, 1, initial, sot_index + 1, 0, d->logits);
     if (err) return err;
     *no_speech_prob = search_softmax_at(d->logits, nv, d->sp->nosp);
     if (sot_index + 1 < n_init) {
-        err = decoder_forward(d->st, 1, initial + sot_index + 1, n_init - sot_index - 1,
-                              sot_index + 1, d->logits, d->msg, d->msg_cap);
+        err = dec_forward(d, 1, initial + sot_index + 1, n_init - sot_index - 1, sot_index + 1,
+                          d->logits);
         if (err) return err;
     }
     if (n_group > 1) {
@@ -310,8 +323,7 @@ static int run_sampling(Decoder *d, const LogitRules *r, const int *initial, int
         }
         len++;
         if (all_ended || len > d->n_text_ctx || i + 1 == d->sample_len) break;
-        int err =
-            decoder_forward(d->st, n_group, d->next, 1, len - 1, d->logits, d->msg, d->msg_cap);
+        int err = dec_forward(d, n_group, d->next, 1, len - 1, d->logits);
         if (err) return err;
     }
 
@@ -351,8 +363,7 @@ static int run_beam(Decoder *d, const LogitRules *r, const int *initial, int n_i
         /* The new beams grew from these sources; their caches hold every
          * position fed so far (all but the token just appended). */
         if (moved) decoder_reorder(d->st, beam_size, d->src, b.len - 1);
-        err =
-            decoder_forward(d->st, beam_size, d->next, 1, b.len - 1, d->logits, d->msg, d->msg_cap);
+        err = dec_forward(d, beam_size, d->next, 1, b.len - 1, d->logits);
         if (err) goto out;
     }
     err = beam_finalize(&b);
@@ -395,6 +406,28 @@ static char *detokenize(const WhisperModel *model, const int *tokens, int n) {
     return whisper_detokenize(model, tokens, n);
 }
 
+/* The rest of DecodingTask.run once the best sequence is chosen: its
+ * tokens (copied), average log-probability, stripped text and
+ * compression ratio. */
+static int finish_window(Decoder *d, const int *tokens, int n_tokens, double sum,
+                         WindowResult *res) {
+    res->n_tokens = n_tokens;
+    res->tokens = malloc((size_t)(n_tokens > 0 ? n_tokens : 1) * sizeof *res->tokens);
+    if (!res->tokens) return di_fail(d->msg, d->msg_cap, DI_ENOMEM, "out of memory");
+    if (n_tokens > 0) memcpy(res->tokens, tokens, (size_t)n_tokens * sizeof *tokens);
+    res->avg_logprob = search_avg_logprob(sum, n_tokens);
+    char *raw = detokenize(d->model, res->tokens, n_tokens);
+    if (!raw) return di_fail(d->msg, d->msg_cap, DI_ENOMEM, "out of memory for text");
+    size_t b, e;
+    search_strip(raw, strlen(raw), &b, &e);
+    memmove(raw, raw + b, e - b);
+    raw[e - b] = '\0';
+    res->text = raw;
+    int err = search_compression_ratio(raw, e - b, &res->compression_ratio);
+    if (err) return di_fail(d->msg, d->msg_cap, err, "compression ratio failed");
+    return 0;
+}
+
 /* OpenAI's DecodingTask.run for one window at one temperature. */
 static int decode_window(Decoder *d, const int *initial, int n_init, int sot_index,
                          float temperature, WindowResult *res) {
@@ -410,29 +443,16 @@ static int decode_window(Decoder *d, const int *initial, int n_init, int sot_ind
 
     double sum = 0.0;
     if (beam) {
-        err = run_beam(d, &rules, initial, n_init, n_group, &res->tokens, &res->n_tokens, &sum);
-        if (err) return err;
-    } else {
-        const int *best;
-        err = run_sampling(d, &rules, initial, n_init, n_group, temperature, &best, &res->n_tokens,
-                           &sum);
-        if (err) return err;
-        res->tokens = malloc((size_t)(res->n_tokens > 0 ? res->n_tokens : 1) * sizeof *res->tokens);
-        if (!res->tokens) return di_fail(d->msg, d->msg_cap, DI_ENOMEM, "out of memory");
-        memcpy(res->tokens, best, (size_t)res->n_tokens * sizeof *best);
+        int *tokens = NULL, n = 0;
+        err = run_beam(d, &rules, initial, n_init, n_group, &tokens, &n, &sum);
+        if (!err) err = finish_window(d, tokens, n, sum, res);
+        free(tokens);
+        return err;
     }
-    res->avg_logprob = search_avg_logprob(sum, res->n_tokens);
-
-    char *raw = detokenize(d->model, res->tokens, res->n_tokens);
-    if (!raw) return di_fail(d->msg, d->msg_cap, DI_ENOMEM, "out of memory for text");
-    size_t b, e;
-    search_strip(raw, strlen(raw), &b, &e);
-    memmove(raw, raw + b, e - b);
-    raw[e - b] = '\0';
-    res->text = raw;
-    err = search_compression_ratio(raw, e - b, &res->compression_ratio);
-    if (err) return di_fail(d->msg, d->msg_cap, err, "compression ratio failed");
-    return 0;
+    const int *best;
+    int n = 0;
+    err = run_sampling(d, &rules, initial, n_init, n_group, temperature, &best, &n, &sum);
+    return err ? err : finish_window(d, best, n, sum, res);
 }
 
 /* ---- The transcription loop -------------------------------------------- */
@@ -565,15 +585,22 @@ static int add_initial_prompt(Transcript *t, const WhisperModel *model, const ch
     return err ? di_fail(msg, cap, err, "out of memory for the prompt") : 0;
 }
 
-/* Decodes one window, retrying at higher temperatures while the result
- * looks repetitive or unlikely. */
+/* Decodes one window from the k_first-th temperature on, retrying at
+ * higher temperatures while the result looks repetitive or unlikely. res
+ * may hold the result of an earlier temperature; it is replaced. */
 static int decode_with_fallback(Decoder *d, const int *initial, int n_init, int sot_index,
-                                WindowResult *res) {
+                                int k_first, WindowResult *res) {
     const WhisperParams *p = d->p;
     SearchThresholds th = {p->compression_ratio_threshold, p->logprob_threshold,
                            p->no_speech_threshold};
     int n_temps = temperature_count(p);
-    for (int k = 0; k < n_temps; k++) {
+    if (k_first > 0 &&
+        !search_needs_fallback(&th, res->compression_ratio, res->avg_logprob, res->no_speech_prob))
+        return 0;
+    if (k_first > 0)
+        di_log("debug", "fallback at temperature %.2f: compression %.3f, avg_logprob %.3f",
+               res->temperature, res->compression_ratio, res->avg_logprob);
+    for (int k = k_first; k < n_temps; k++) {
         window_result_free(res);
         int err = decode_window(d, initial, n_init, sot_index, temperature_at(p, k), res);
         if (err) return err;
@@ -586,63 +613,575 @@ static int decode_with_fallback(Decoder *d, const int *initial, int n_init, int 
     return 0;
 }
 
-/* The seek loop over the whole mel. */
-static int transcribe_windows(Decoder *d, const float *mel, int n_frames, const int *sot_seq,
-                              int n_sot, double duration, Transcript *t) {
-    const WhisperParams *p = d->p;
-    const WhisperModel *model = d->model;
-    const int content_frames = n_frames - WHISPER_N_FRAMES;
-    SearchThresholds th = {p->compression_ratio_threshold, p->logprob_threshold,
-                           p->no_speech_threshold};
-    int *initial = malloc((size_t)(d->n_text_ctx / 2 + n_sot + 1) * sizeof *initial);
-    if (!initial) {
-        return di_fail(d->msg, d->msg_cap, DI_ENOMEM, "out of memory for a window");
-    }
-    int err = 0, seek = 0, prompt_from = 0;
-    WindowResult res;
-    memset(&res, 0, sizeof res);
-    while (seek < content_frames && !err) {
-        int size =
-            content_frames - seek < WHISPER_N_FRAMES ? content_frames - seek : WHISPER_N_FRAMES;
-        /* The window reads 3000 frames from seek; past the audio they are
-         * the log-mel of the 30 s of silence appended to it. That is what
-         * the model saw in training for short audio (OpenAI pads the audio,
-         * then takes the mel) and what whisper.cpp feeds it; OpenAI's
-         * transcribe() instead zero-fills the last window's mel, which the
-         * model never saw and which changes its output on short files. */
-        err = whisper_encode(d->st, mel, n_frames, seek, d->msg, d->msg_cap);
-        if (err) break;
-        int sot_index;
-        int n_init = build_initial(t, prompt_from, sot_seq, n_sot, d->n_text_ctx, initial,
-                                   &sot_index, d->sp->prev);
-        err = decode_with_fallback(d, initial, n_init, sot_index, &res);
-        if (err) break;
+/* ---- Batches of audio ---------------------------------------------------
+ *
+ * A WhisperBatch transcribes any number of audios (items) together. Each
+ * whisper_batch_step moves up to max_lanes items one window on: every
+ * window is encoded into its lane's cross-attention slot, then the windows
+ * whose first decode is greedy (OpenAI's default) decode in lockstep, one
+ * decoder step for all of them, so each weight read serves every window;
+ * what needs more (beam search, sampling, the temperature fallback) decodes
+ * alone from there. Items join and leave between steps, so a long audio
+ * never holds up the short ones behind it.
+ *
+ * A sequence's logits do not depend on the batch it is in (the few-row
+ * kernels sum every row in the same order, and no batch reaches the sgemm
+ * path), so an item's transcript is bit for bit the one it gets alone.
+ * whisper_transcribe is a batch of one.
+ */
 
-        int advance = size;
-        if (!search_should_skip(&th, res.avg_logprob, res.no_speech_prob)) {
-            err = add_segments(t, model, &res, seek, size, &advance);
-            if (err) {
-                err = di_fail(d->msg, d->msg_cap, err, "out of memory for segments");
-                break;
-            }
-            if (!p->condition_on_previous_text || res.temperature > 0.5f) prompt_from = t->n_all;
+/* One audio, or one chunk of a long one. */
+typedef struct Item {
+    WhisperParams p;
+    Decoder d;
+    float *mel;
+    int n_frames, content_frames;
+    int sot_seq[4], n_sot;
+    Transcript t;
+    int n_prompt_tokens;
+    int seek, prompt_from;
+    int *initial;
+    int n_init, sot_index;
+    WindowResult res;
+    /* Lockstep greedy decoding of the current window. */
+    int lockstep, live, len, step;
+    double sum;
+    struct Parent *parent;
+    int chunk;            /* index among the parent's chunks */
+    double duration;      /* of this item's audio */
+    WhisperResult result; /* this chunk's own result */
+    int err;
+    char msg[512];
+} Item;
+
+/* An audio as the caller added it: one item, or one per chunk. */
+typedef struct Parent {
+    WhisperResult *out;
+    void (*done)(void *ud, int err, const char *msg);
+    void *ud;
+    void (*progress)(void *ud, double done, double total);
+    void *progress_ud;
+    double duration;
+    int n_chunks, n_left;
+    WhisperResult *chunks; /* [n_chunks] */
+    double *chunk_offset;  /* [n_chunks] seconds */
+    double *chunk_done;    /* seconds done of each chunk, for progress */
+    int err;
+    char msg[512];
+} Parent;
+
+struct WhisperBatch {
+    WhisperState *st;
+    int max_lanes;
+    Item **items; /* in the order added: the oldest get lanes first */
+    int n_items, cap_items;
+    float *logits; /* [max_lanes][n_vocab] */
+    WhisperBatchStats stats;
+};
+
+static void item_free(Item *it) {
+    if (!it) return;
+    free(it->mel);
+    free(it->initial);
+    window_result_free(&it->res);
+    for (int i = 0; i < it->t.n_segs; i++) {
+        free(it->t.segs[i].text);
+        free(it->t.segs[i].tokens);
+    }
+    free(it->t.segs);
+    free(it->t.all);
+    decoder_free(&it->d);
+    whisper_result_free(&it->result);
+    free(it);
+}
+
+static void parent_free(Parent *pa) {
+    if (!pa) return;
+    for (int i = 0; i < pa->n_chunks; i++)
+        whisper_result_free(&pa->chunks[i]);
+    free(pa->chunks);
+    free(pa->chunk_offset);
+    free(pa->chunk_done);
+    free(pa);
+}
+
+/* Joins the chunks' results into the parent's, times and seeks moved by
+ * each chunk's offset. */
+static int merge_chunks(Parent *pa) {
+    WhisperResult *out = pa->out;
+    memset(out, 0, sizeof *out);
+    out->duration = pa->duration;
+    snprintf(out->language, sizeof out->language, "%s", pa->chunks[0].language);
+    int n = 0;
+    size_t text_len = 0;
+    for (int c = 0; c < pa->n_chunks; c++) {
+        n += pa->chunks[c].n_segments;
+        text_len += strlen(pa->chunks[c].text ? pa->chunks[c].text : "");
+    }
+    out->segments = calloc((size_t)(n > 0 ? n : 1), sizeof *out->segments);
+    out->text = malloc(text_len + 1);
+    if (!out->segments || !out->text) {
+        whisper_result_free(out);
+        return DI_ENOMEM;
+    }
+    out->text[0] = '\0';
+    size_t at = 0;
+    for (int c = 0; c < pa->n_chunks; c++) {
+        WhisperResult *r = &pa->chunks[c];
+        double off = pa->chunk_offset[c];
+        int seek_off = (int)lround(off * WHISPER_SAMPLE_RATE / WHISPER_HOP);
+        for (int i = 0; i < r->n_segments; i++) {
+            WhisperSegment *s = &out->segments[out->n_segments];
+            *s = r->segments[i];
+            s->id = out->n_segments++;
+            s->start += off;
+            s->end += off;
+            s->seek += seek_off;
         }
-        /* The timestamp rules make every advance positive; should a model
-         * break them anyway, move on rather than decode the same window again. */
-        seek += advance > 0 ? advance : size;
-        if (p->progress) {
-            int done = seek < content_frames ? seek : content_frames;
-            p->progress(p->progress_ud, done * (double)WHISPER_HOP / WHISPER_SAMPLE_RATE, duration);
+        /* The segments' strings now belong to out. */
+        free(r->segments);
+        r->segments = NULL;
+        r->n_segments = 0;
+        size_t len = strlen(r->text ? r->text : "");
+        memcpy(out->text + at, r->text ? r->text : "", len);
+        at += len;
+        out->text[at] = '\0';
+    }
+    return 0;
+}
+
+/* An item ended (err 0: its result is in it->result). The parent's caller
+ * hears once every chunk has. */
+static void item_ended(Item *it) {
+    Parent *pa = it->parent;
+    if (it->err && !pa->err) {
+        pa->err = it->err;
+        snprintf(pa->msg, sizeof pa->msg, "%s", it->msg);
+    }
+    if (!it->err) {
+        pa->chunks[it->chunk] = it->result;
+        memset(&it->result, 0, sizeof it->result);
+    }
+    if (--pa->n_left > 0) return;
+    int err = pa->err;
+    if (!err) {
+        if (pa->n_chunks == 1) {
+            *pa->out = pa->chunks[0];
+            memset(&pa->chunks[0], 0, sizeof pa->chunks[0]);
+        } else if (merge_chunks(pa)) {
+            err = DI_ENOMEM;
+            snprintf(pa->msg, sizeof pa->msg, "out of memory joining the chunks' results");
         }
     }
-    window_result_free(&res);
-    free(initial);
-    return err;
+    if (pa->done) pa->done(pa->ud, err, err ? pa->msg : "");
+    parent_free(pa);
+}
+
+static void item_progress(Item *it) {
+    Parent *pa = it->parent;
+    if (!pa->progress) return;
+    int done = it->seek < it->content_frames ? it->seek : it->content_frames;
+    pa->chunk_done[it->chunk] = done * (double)WHISPER_HOP / WHISPER_SAMPLE_RATE;
+    double sum = 0;
+    for (int c = 0; c < pa->n_chunks; c++)
+        sum += pa->chunk_done[c];
+    pa->progress(pa->progress_ud, sum, pa->duration);
 }
 
 static void set_language(WhisperResult *out, int lang) {
     const char *code = lang >= 0 ? whisper_lang_code(lang) : NULL;
     snprintf(out->language, sizeof out->language, "%s", code ? code : "");
+}
+
+/* Everything before the first window: the mel, the language, the prompt.
+ * Audio shorter than one mel frame has no window, and ends at once with
+ * empty text (*ended = 1). */
+static int item_start(WhisperState *st, Item *it, const float *pcm, size_t n_samples, int *ended) {
+    char *msg = it->msg;
+    size_t cap = sizeof it->msg;
+    const WhisperModel *model = st->model;
+    const WhisperSpecials *sp = &model->tok.sp;
+    const WhisperParams *p = &it->p;
+    *ended = 0;
+    int lang = -1;
+    int err = resolve_language(model, p, &lang, msg, cap);
+    if (err) return err;
+    it->duration = (double)n_samples / WHISPER_SAMPLE_RATE;
+    it->result.duration = it->duration;
+    set_language(&it->result, lang);
+    it->d.msg = msg;
+    it->d.msg_cap = cap;
+
+    /* Under one mel frame of audio there is nothing to decode. */
+    if (n_samples >= WHISPER_HOP) {
+        err = whisper_log_mel(model, pcm, n_samples, WHISPER_N_SAMPLES, st->n_threads, &it->mel,
+                              &it->n_frames, msg, cap);
+        if (err) return err;
+    }
+    if (it->n_frames <= WHISPER_N_FRAMES) {
+        it->result.text = strdup("");
+        if (!it->result.text) return di_fail(msg, cap, DI_ENOMEM, "out of memory for the text");
+        *ended = 1;
+        return 0;
+    }
+    it->content_frames = it->n_frames - WHISPER_N_FRAMES;
+    if (lang < 0) {
+        st->cross_slot = 0; /* between steps every slot is free */
+        err = whisper_detect_language(st, it->mel, it->n_frames, &lang, NULL, msg, cap);
+        if (err) return err;
+        set_language(&it->result, lang);
+    }
+    it->sot_seq[it->n_sot++] = sp->sot;
+    if (model->multilingual) {
+        it->sot_seq[it->n_sot++] = sp->lang_begin + lang;
+        it->sot_seq[it->n_sot++] = p->translate ? sp->translate : sp->transcribe;
+    }
+    if (p->without_timestamps) it->sot_seq[it->n_sot++] = sp->notimestamps;
+    if (p->initial_prompt) {
+        err = add_initial_prompt(&it->t, model, p->initial_prompt, msg, cap);
+        if (err) return err;
+    }
+    it->n_prompt_tokens = it->t.n_all;
+    int beam = p->beam_size > 1 ? p->beam_size : 1;
+    int sampled = p->temperature > 0.0f || temperature_count(p) > 1;
+    int n_group_max = sampled && p->best_of > beam ? p->best_of : beam;
+    err = decoder_init(&it->d, st, p, n_group_max);
+    if (err) return err;
+    it->initial = malloc((size_t)(it->d.n_text_ctx / 2 + it->n_sot + 1) * sizeof *it->initial);
+    if (!it->initial) return di_fail(msg, cap, DI_ENOMEM, "out of memory for a window");
+    return 0;
+}
+
+/* After the last window: the text of every kept token. */
+static int item_finish(Item *it) {
+    const WhisperModel *model = it->d.model;
+    it->result.text =
+        detokenize(model, it->t.all + it->n_prompt_tokens, it->t.n_all - it->n_prompt_tokens);
+    if (!it->result.text) return di_fail(it->msg, sizeof it->msg, DI_ENOMEM, "out of memory");
+    it->result.segments = it->t.segs;
+    it->result.n_segments = it->t.n_segs;
+    it->t.segs = NULL;
+    it->t.n_segs = 0;
+    return 0;
+}
+
+/* The window at it->seek is encoded in lane `lane`: set up its prompt and,
+ * for a greedy first decode, feed the prompt so lockstep can begin. */
+static int window_begin(WhisperBatch *b, Item *it, int lane) {
+    Decoder *d = &it->d;
+    const WhisperParams *p = &it->p;
+    double t0 = di_now();
+    b->st->cross_slot = lane;
+    int err = whisper_encode(b->st, it->mel, it->n_frames, it->seek, it->msg, sizeof it->msg);
+    b->stats.encode_s += di_now() - t0;
+    b->stats.windows++;
+    if (err) return err;
+    d->cross = lane;
+    d->self_base = 0;
+    it->n_init = build_initial(&it->t, it->prompt_from, it->sot_seq, it->n_sot, d->n_text_ctx,
+                               it->initial, &it->sot_index, d->sp->prev);
+    window_result_free(&it->res);
+    it->lockstep = p->temperature == 0.0f && p->beam_size <= 1;
+    if (!it->lockstep) return 0;
+    d->self_base = lane;
+    it->res.temperature = 0.0f;
+    t0 = di_now();
+    err = prime(d, it->initial, it->n_init, it->sot_index, 1, &it->res.no_speech_prob);
+    b->stats.decode_s += di_now() - t0;
+    if (err) return err;
+    memcpy(d->seqs, it->initial, (size_t)it->n_init * sizeof *it->initial);
+    it->sum = 0.0;
+    it->len = it->n_init;
+    it->step = 0;
+    it->live = 1;
+    return 0;
+}
+
+/* One greedy step of a lockstep window, on the logits in d->logits (row
+ * 0): run_sampling's loop body for one sequence at temperature 0. Returns
+ * 1 while the window needs another decoder step. */
+static int lockstep_pick(Item *it) {
+    Decoder *d = &it->d;
+    LogitRules r = window_rules(d, it->n_init);
+    int *seq = d->seqs;
+    logit_rules_apply(&r, seq, it->len, d->logits);
+    int tok = search_greedy_step(d->logits, d->n_vocab, seq[it->len - 1], d->sp->eot, 0.0f, &d->rng,
+                                 &it->sum);
+    seq[it->len++] = tok;
+    d->next[0] = tok;
+    int more = tok != d->sp->eot && it->len <= d->n_text_ctx && it->step + 1 < d->sample_len;
+    it->step++;
+    return more;
+}
+
+/* Lockstep greedy decoding of every window that asked for it: each
+ * decoder step feeds all live windows' last tokens at once. */
+static void lockstep_run(WhisperBatch *b, Item **lane_items, int n_lanes) {
+    const int nv = b->st->model->hp.n_vocab;
+    DecSeq seqs[64];
+    int toks[64], who[64];
+    for (;;) {
+        int n = 0;
+        for (int l = 0; l < n_lanes; l++) {
+            Item *it = lane_items[l];
+            if (!it || !it->lockstep || !it->live || it->err) continue;
+            it->live = lockstep_pick(it);
+            if (!it->live) continue;
+            seqs[n] = (DecSeq){l, l, it->len - 1};
+            toks[n] = it->d.next[0];
+            who[n++] = l;
+        }
+        if (n == 0) return;
+        double t0 = di_now();
+        char msg[512];
+        int err = decoder_forward_seqs(b->st, n, seqs, toks, 1, b->logits, msg, sizeof msg);
+        b->stats.decode_s += di_now() - t0;
+        b->stats.steps++;
+        b->stats.tokens += n;
+        for (int i = 0; i < n; i++) {
+            Item *it = lane_items[who[i]];
+            if (err) {
+                it->err = err;
+                snprintf(it->msg, sizeof it->msg, "%s", msg);
+                continue;
+            }
+            memcpy(it->d.logits, b->logits + (size_t)i * nv, (size_t)nv * sizeof(float));
+        }
+    }
+}
+
+/* The window's decode is done (res holds the kept temperature's result):
+ * cut segments, move seek, and say whether the item has more windows. */
+static int window_end(Item *it, int *more) {
+    const WhisperParams *p = &it->p;
+    SearchThresholds th = {p->compression_ratio_threshold, p->logprob_threshold,
+                           p->no_speech_threshold};
+    int size = it->content_frames - it->seek < WHISPER_N_FRAMES ? it->content_frames - it->seek
+                                                                : WHISPER_N_FRAMES;
+    int advance = size;
+    if (!search_should_skip(&th, it->res.avg_logprob, it->res.no_speech_prob)) {
+        int err = add_segments(&it->t, it->d.model, &it->res, it->seek, size, &advance);
+        if (err) return di_fail(it->msg, sizeof it->msg, err, "out of memory for segments");
+        if (!p->condition_on_previous_text || it->res.temperature > 0.5f)
+            it->prompt_from = it->t.n_all;
+    }
+    /* The timestamp rules make every advance positive; should a model
+     * break them anyway, move on rather than decode the same window again. */
+    it->seek += advance > 0 ? advance : size;
+    item_progress(it);
+    *more = it->seek < it->content_frames;
+    return 0;
+}
+
+int whisper_batch_create(WhisperState *state, int max_lanes, WhisperBatch **out, char *msg,
+                         size_t cap) {
+    if (!out) return di_fail(msg, cap, DI_EINVAL, "batch: no output pointer");
+    *out = NULL;
+    if (!state) return di_fail(msg, cap, DI_EINVAL, "batch: no state");
+    if (max_lanes < 1 || max_lanes > WHISPER_BATCH_MAX_LANES)
+        return di_fail(msg, cap, DI_EINVAL, "batch size must be 1..%d (got %d)",
+                       WHISPER_BATCH_MAX_LANES, max_lanes);
+    WhisperBatch *b = calloc(1, sizeof *b);
+    if (!b) return di_fail(msg, cap, DI_ENOMEM, "out of memory for a batch");
+    b->st = state;
+    b->max_lanes = max_lanes;
+    b->logits = malloc((size_t)max_lanes * state->model->hp.n_vocab * sizeof *b->logits);
+    int err = b->logits ? cross_reserve(state, max_lanes, msg, cap)
+                        : di_fail(msg, cap, DI_ENOMEM, "out of memory for a batch");
+    if (!err) err = decoder_reserve(state, max_lanes, msg, cap);
+    if (err) {
+        whisper_batch_free(b);
+        return err;
+    }
+    *out = b;
+    return 0;
+}
+
+void whisper_batch_free(WhisperBatch *b) {
+    if (!b) return;
+    for (int i = 0; i < b->n_items; i++) {
+        b->items[i]->err = DI_EINTERNAL;
+        snprintf(b->items[i]->msg, sizeof b->items[i]->msg, "the batch was freed first");
+        item_ended(b->items[i]);
+        item_free(b->items[i]);
+    }
+    free(b->items);
+    free(b->logits);
+    if (b->st) b->st->cross_slot = 0;
+    free(b);
+}
+
+int whisper_batch_pending(const WhisperBatch *b) {
+    return b ? b->n_items : 0;
+}
+
+void whisper_batch_stats(const WhisperBatch *b, WhisperBatchStats *out) {
+    if (b && out) *out = b->stats;
+}
+
+/* Room for n more items, so adding them cannot fail halfway. */
+static int reserve_items(WhisperBatch *b, int n) {
+    if (b->n_items + n <= b->cap_items) return 0;
+    int cap = b->cap_items ? b->cap_items : 16;
+    while (cap < b->n_items + n)
+        cap *= 2;
+    Item **grown = realloc(b->items, (size_t)cap * sizeof *grown);
+    if (!grown) return DI_ENOMEM;
+    b->items = grown;
+    b->cap_items = cap;
+    return 0;
+}
+
+int whisper_batch_add(WhisperBatch *b, const float *pcm, size_t n_samples,
+                      const WhisperParams *params, WhisperResult *out,
+                      void (*done)(void *ud, int err, const char *msg), void *ud, char *msg,
+                      size_t cap) {
+    if (!b || !out) return di_fail(msg, cap, DI_EINVAL, "batch_add: missing batch or result");
+    memset(out, 0, sizeof *out);
+    if (!pcm && n_samples > 0) return di_fail(msg, cap, DI_EINVAL, "batch_add: missing audio");
+    WhisperParams defaults = whisper_default_params();
+    const WhisperParams *p = params ? params : &defaults;
+    int err = check_params(p, msg, cap);
+    if (err) return err;
+    if (!(p->chunk_seconds >= 0.0f) || !isfinite(p->chunk_seconds))
+        return di_fail(msg, cap, DI_EINVAL, "chunk_seconds must be >= 0");
+    if (b->st->model->hp.n_text_ctx < 16)
+        return di_fail(msg, cap, DI_EUNSUPPORTED, "n_text_ctx %d is too small",
+                       b->st->model->hp.n_text_ctx);
+    int lang = -1;
+    err = resolve_language(b->st->model, p, &lang, msg, cap);
+    if (err) return err;
+
+    size_t *cuts = NULL;
+    int n_cuts = 0;
+    if (p->chunk_seconds > 0.0f) {
+        err = whisper_split_at_silences(pcm, n_samples, p->chunk_seconds, &cuts, &n_cuts, msg, cap);
+        if (err) return err;
+    }
+    int n_chunks = n_cuts + 1;
+    Parent *pa = calloc(1, sizeof *pa);
+    Item **its = calloc((size_t)n_chunks, sizeof *its);
+    int *ended = calloc((size_t)n_chunks, sizeof *ended);
+    if (pa) {
+        pa->chunks = calloc((size_t)n_chunks, sizeof *pa->chunks);
+        pa->chunk_offset = calloc((size_t)n_chunks, sizeof *pa->chunk_offset);
+        pa->chunk_done = calloc((size_t)n_chunks, sizeof *pa->chunk_done);
+    }
+    if (!pa || !its || !ended || !pa->chunks || !pa->chunk_offset || !pa->chunk_done) {
+        err = di_fail(msg, cap, DI_ENOMEM, "out of memory for a batch item");
+        goto fail;
+    }
+    pa->out = out;
+    pa->done = done;
+    pa->ud = ud;
+    pa->progress = p->progress;
+    pa->progress_ud = p->progress_ud;
+    pa->duration = (double)n_samples / WHISPER_SAMPLE_RATE;
+    pa->n_chunks = pa->n_left = n_chunks;
+    if (reserve_items(b, n_chunks)) {
+        err = di_fail(msg, cap, DI_ENOMEM, "out of memory for a batch item");
+        goto fail;
+    }
+    for (int c = 0; c < n_chunks; c++) {
+        size_t from = c ? cuts[c - 1] : 0, to = c < n_cuts ? cuts[c] : n_samples;
+        Item *it = its[c] = calloc(1, sizeof *it);
+        if (!it) {
+            err = di_fail(msg, cap, DI_ENOMEM, "out of memory for a batch item");
+            goto fail;
+        }
+        it->p = *p;
+        /* The chunks of one audio speak its first chunk's language. */
+        if (c > 0 && lang < 0 && its[0]->result.language[0])
+            it->p.language = whisper_lang_code(whisper_lang_id(its[0]->result.language));
+        it->parent = pa;
+        it->chunk = c;
+        pa->chunk_offset[c] = (double)from / WHISPER_SAMPLE_RATE;
+        err = item_start(b->st, it, pcm ? pcm + from : NULL, to - from, &ended[c]);
+        if (err) {
+            di_fail(msg, cap, err, "%s", it->msg);
+            goto fail;
+        }
+    }
+    free(cuts);
+    for (int c = 0; c < n_chunks; c++)
+        if (!ended[c]) b->items[b->n_items++] = its[c];
+    /* Chunks with nothing to decode end now; when all do, so does the audio. */
+    for (int c = 0; c < n_chunks; c++) {
+        if (!ended[c]) continue;
+        item_ended(its[c]);
+        item_free(its[c]);
+    }
+    free(ended);
+    free(its);
+    return 0;
+fail:
+    for (int c = 0; its && c < n_chunks; c++)
+        item_free(its[c]);
+    free(its);
+    free(ended);
+    parent_free(pa);
+    free(cuts);
+    memset(out, 0, sizeof *out);
+    return err;
+}
+
+/* The end of whisper_transcribe's batch of one. */
+typedef struct {
+    int err;
+    char msg[512];
+} Outcome;
+
+static void outcome_done(void *ud, int err, const char *msg) {
+    Outcome *o = ud;
+    o->err = err;
+    snprintf(o->msg, sizeof o->msg, "%s", msg);
+}
+
+int whisper_batch_step(WhisperBatch *b, char *msg, size_t cap) {
+    if (!b) return di_fail(msg, cap, DI_EINVAL, "batch_step: no batch");
+    int n_lanes = b->n_items < b->max_lanes ? b->n_items : b->max_lanes;
+    if (n_lanes == 0) return 0;
+    Item *lane_items[WHISPER_BATCH_MAX_LANES];
+    for (int l = 0; l < n_lanes; l++) {
+        Item *it = lane_items[l] = b->items[l];
+        it->err = window_begin(b, it, l);
+    }
+    lockstep_run(b, lane_items, n_lanes);
+    for (int l = 0; l < n_lanes; l++) {
+        Item *it = lane_items[l];
+        Decoder *d = &it->d;
+        int more = 0;
+        if (!it->err && it->lockstep) {
+            int n = sampled_length(d->seqs, it->len, it->n_init, d->sp->eot);
+            it->err = finish_window(d, d->seqs + it->n_init, n, it->sum, &it->res);
+        }
+        if (!it->err) {
+            /* Everything else decodes alone, from cache 0. */
+            d->self_base = 0;
+            double t0 = di_now();
+            it->err = decode_with_fallback(d, it->initial, it->n_init, it->sot_index,
+                                           it->lockstep ? 1 : 0, &it->res);
+            b->stats.decode_s += di_now() - t0;
+        }
+        if (!it->err) it->err = window_end(it, &more);
+        if (!it->err && !more) it->err = item_finish(it);
+        if (it->err || !more) lane_items[l] = NULL;
+    }
+    /* Drop the ended items, keeping the order of the rest. */
+    int kept = 0;
+    for (int i = 0; i < b->n_items; i++) {
+        Item *it = b->items[i];
+        int ended = i < n_lanes && lane_items[i] == NULL;
+        if (!ended) {
+            b->items[kept++] = it;
+            continue;
+        }
+        item_ended(it);
+        item_free(it);
+    }
+    b->n_items = kept;
+    b->st->cross_slot = 0;
+    return b->n_items;
 }
 
 int whisper_transcribe(WhisperState *state, const float *pcm, size_t n_samples,
@@ -651,88 +1190,18 @@ int whisper_transcribe(WhisperState *state, const float *pcm, size_t n_samples,
     memset(out, 0, sizeof *out);
     if (!state || !state->model || (!pcm && n_samples > 0))
         return di_fail(msg, cap, DI_EINVAL, "transcribe: missing state or audio");
-    WhisperParams defaults = whisper_default_params();
-    const WhisperParams *p = params ? params : &defaults;
-    int err = check_params(p, msg, cap);
+    WhisperBatch *b = NULL;
+    int err = whisper_batch_create(state, 1, &b, msg, cap);
     if (err) return err;
-    const WhisperModel *model = state->model;
-    const WhisperSpecials *sp = &model->tok.sp;
-    if (model->hp.n_text_ctx < 16)
-        return di_fail(msg, cap, DI_EUNSUPPORTED, "n_text_ctx %d is too small",
-                       model->hp.n_text_ctx);
-    int lang = -1;
-    err = resolve_language(model, p, &lang, msg, cap);
+    Outcome oc = {0, {0}};
+    err = whisper_batch_add(b, pcm, n_samples, params, out, outcome_done, &oc, msg, cap);
+    while (!err && whisper_batch_pending(b) > 0)
+        whisper_batch_step(b, msg, cap);
+    whisper_batch_free(b);
     if (err) return err;
-    out->duration = (double)n_samples / WHISPER_SAMPLE_RATE;
-    set_language(out, lang);
-
-    float *mel = NULL;
-    int n_frames = 0;
-    Transcript t;
-    memset(&t, 0, sizeof t);
-    Decoder d;
-    memset(&d, 0, sizeof d);
-    d.msg = msg;
-    d.msg_cap = cap;
-
-    /* Under one mel frame of audio there is nothing to decode. */
-    if (n_samples >= WHISPER_HOP) {
-        err = whisper_log_mel(model, pcm, n_samples, WHISPER_N_SAMPLES, state->n_threads, &mel,
-                              &n_frames, msg, cap);
-        if (err) goto fail;
+    if (oc.err) {
+        whisper_result_free(out);
+        return di_fail(msg, cap, oc.err, "%s", oc.msg);
     }
-    if (n_frames > WHISPER_N_FRAMES) {
-        if (lang < 0) {
-            err = whisper_detect_language(state, mel, n_frames, &lang, NULL, msg, cap);
-            if (err) goto fail;
-            set_language(out, lang);
-        }
-        int sot_seq[4], n_sot = 0;
-        sot_seq[n_sot++] = sp->sot;
-        if (model->multilingual) {
-            sot_seq[n_sot++] = sp->lang_begin + lang;
-            sot_seq[n_sot++] = p->translate ? sp->translate : sp->transcribe;
-        }
-        if (p->without_timestamps) sot_seq[n_sot++] = sp->notimestamps;
-
-        if (p->initial_prompt) {
-            err = add_initial_prompt(&t, model, p->initial_prompt, msg, cap);
-            if (err) goto fail;
-        }
-        int n_prompt_tokens = t.n_all;
-        int beam = p->beam_size > 1 ? p->beam_size : 1;
-        int sampled = p->temperature > 0.0f || temperature_count(p) > 1;
-        int n_group_max = sampled && p->best_of > beam ? p->best_of : beam;
-        err = decoder_init(&d, state, p, n_group_max);
-        if (err) goto fail;
-        err = transcribe_windows(&d, mel, n_frames, sot_seq, n_sot, out->duration, &t);
-        if (err) goto fail;
-        out->text = detokenize(model, t.all + n_prompt_tokens, t.n_all - n_prompt_tokens);
-    } else {
-        out->text = strdup("");
-    }
-    if (!out->text) {
-        err = di_fail(msg, cap, DI_ENOMEM, "out of memory for the text");
-        goto fail;
-    }
-    out->segments = t.segs;
-    out->n_segments = t.n_segs;
-    t.segs = NULL;
-    t.n_segs = 0;
-    free(t.all);
-    free(mel);
-    decoder_free(&d);
     return 0;
-
-fail:
-    for (int i = 0; i < t.n_segs; i++) {
-        free(t.segs[i].text);
-        free(t.segs[i].tokens);
-    }
-    free(t.segs);
-    free(t.all);
-    free(mel);
-    decoder_free(&d);
-    whisper_result_free(out);
-    return err;
 }

@@ -148,6 +148,13 @@ typedef struct {
     int suppress_non_speech;     /* 1: OpenAI's suppress_tokens="-1" */
     int sample_len;              /* tokens per window; 0 = n_text_ctx / 2 */
     uint64_t seed;               /* for sampling at T > 0 */
+    /* 0: the audio decodes as one piece, window after window. Otherwise
+     * audio longer than 1.25 x this many seconds (at least 5) is cut near
+     * every multiple of it, at the quietest half second within a quarter
+     * chunk either way, and the pieces decode independently (each from an
+     * empty prompt), so one long file fills several lanes of a batch.
+     * See whisper_split_at_silences. */
+    float chunk_seconds;
     /* Called after each window with seconds done and total; may be NULL. */
     void (*progress)(void *ud, double done, double total);
     void *progress_ud;
@@ -180,6 +187,59 @@ typedef struct {
 int whisper_transcribe(WhisperState *state, const float *pcm, size_t n_samples,
                        const WhisperParams *params, WhisperResult *out, char *msg, size_t cap);
 void whisper_result_free(WhisperResult *result);
+
+/* ---- Batches ----------------------------------------------------------
+ *
+ * A WhisperBatch transcribes several audios on one state at once: each
+ * step moves up to max_lanes of them one 30 s window on, decoding their
+ * greedy windows in lockstep so each weight read serves them all. Audios
+ * join and leave between steps. Each one's transcript is bit for bit what
+ * whisper_transcribe gives it alone (chunking aside, see chunk_seconds).
+ * One thread drives a batch; the state must not be used otherwise while
+ * the batch lives. */
+
+/* At most 7 lanes: a step's products then stay in the few-row kernels,
+ * whose sums per row do not depend on the number of rows. Past that they
+ * would go to sgemm, which rounds differently, and the few-row kernels are
+ * compute-bound by then anyway. */
+#define WHISPER_BATCH_MAX_LANES 7
+
+typedef struct WhisperBatch WhisperBatch;
+
+typedef struct {
+    long windows; /* encoded */
+    long steps;   /* lockstep decoder steps */
+    long tokens;  /* sequences fed by those steps */
+    double encode_s, decode_s;
+} WhisperBatchStats;
+
+int whisper_batch_create(WhisperState *state, int max_lanes, WhisperBatch **out, char *msg,
+                         size_t cap);
+/* Audios still in the batch end with an error (their done is called). */
+void whisper_batch_free(WhisperBatch *batch);
+/* Adds an audio (read now, not kept). When its last window is done, *out
+ * is filled and done(ud, 0, "") is called from whisper_batch_step; on an
+ * error there, done(ud, err, message) and *out stays empty. An error
+ * returned by this call itself (bad params, no memory) means done is never
+ * called. done may be NULL. params->progress is called from steps too. */
+int whisper_batch_add(WhisperBatch *batch, const float *pcm, size_t n_samples,
+                      const WhisperParams *params, WhisperResult *out,
+                      void (*done)(void *ud, int err, const char *msg), void *ud, char *msg,
+                      size_t cap);
+/* One window of each of the first max_lanes audios. Returns how many
+ * audios remain, or a negative code for a bad batch. Errors of one audio
+ * go to its done, not here. */
+int whisper_batch_step(WhisperBatch *batch, char *msg, size_t cap);
+int whisper_batch_pending(const WhisperBatch *batch); /* pieces not yet done */
+void whisper_batch_stats(const WhisperBatch *batch, WhisperBatchStats *out);
+
+/* Where chunk_seconds cuts n_samples of 16 kHz audio: *cuts (allocated,
+ * caller frees; NULL when none) gets the sample offsets, ascending. Each
+ * cut is the middle of the quietest half second (least energy) within a
+ * quarter chunk of its target, so where speech pauses there, it lands in
+ * the pause and no word is split; ties go to the point nearest the target. */
+int whisper_split_at_silences(const float *pcm, size_t n_samples, float chunk_seconds,
+                              size_t **cuts, int *n_cuts, char *msg, size_t cap);
 
 /* Detects the spoken language from the first window of a mel; writes the
  * language index and, if probs is not NULL, whisper_lang_count() probabilities. */

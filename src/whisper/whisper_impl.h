@@ -110,10 +110,16 @@ struct WhisperState {
     int n_threads;
 
     /* Encoder. */
-    float *enc_out;    /* [n_audio_ctx][S], inside scratch; NULL before an encode */
-    uint16_t *cross_k; /* [n_text_layer][n_audio_ctx][S], f16 */
-    uint16_t *cross_v; /* [n_text_layer][n_audio_ctx][S], f16 */
-    float *scratch;    /* encoder work space */
+    float *enc_out; /* [n_audio_ctx][S], inside scratch; NULL before an encode */
+    /* Cross-attention keys and values of up to n_cross_cap windows (the
+     * windows of several jobs decoded as one batch), f16, each slot
+     * [n_text_layer][n_audio_ctx][S]. An encode writes slot cross_slot,
+     * which is also the one plain decoder_forward reads. */
+    uint16_t *cross_k;
+    uint16_t *cross_v;
+    int n_cross_cap;
+    int cross_slot;
+    float *scratch; /* encoder work space */
     size_t scratch_size;
     /* Weights widened to f32 for sgemm: one whole matrix (the encoder's
      * largest) or, for few-row products, a block of rows per thread. */
@@ -131,8 +137,24 @@ struct WhisperState {
     uint16_t *reorder_tmp; /* [n_seq_cap][n_text_ctx][S], for decoder_reorder */
 };
 
+/* One sequence of a batch: its self-attention cache (0..n_seq_cap), the
+ * encoded window it attends to (0..n_cross_cap) and its position. */
+typedef struct {
+    int self, cross, n_past;
+} DecSeq;
+
+/* Feeds n_tok tokens to each of n_seq sequences (tokens[s * n_tok + i]),
+ * sequence s being seqs[s]: the general form, where the sequences of one
+ * batch may belong to different windows and stand at different positions.
+ * Self slots must be distinct. Logits as decoder_forward's. */
+int decoder_forward_seqs(WhisperState *st, int n_seq, const DecSeq *seqs, const int *tokens,
+                         int n_tok, float *logits, char *msg, size_t cap);
+/* Grows the cross-attention slots to n_slots, keeping what they hold. */
+int cross_reserve(WhisperState *st, int n_slots, char *msg, size_t cap);
+
 /* Feeds n_tok tokens to each of n_seq sequences (tokens[s * n_tok + i]) at
- * positions n_past.., all against the cross-attention of the last encode.
+ * positions n_past.., in self slots 0..n_seq-1, all against the window in
+ * cross_slot.
  * Writes each sequence's last-token logits to logits[s * n_vocab]; with
  * logits NULL, to the state's own st->logits (valid until the next call;
  * never pass st->logits itself, as growing the caches may move it). */

@@ -52,6 +52,7 @@ WorkerConfig worker_default_config(void) {
     return (WorkerConfig){.params = whisper_default_params(),
                           .n_workers = 1,
                           .n_threads = 1,
+                          .batch = 1,
                           .visibility_s = 300,
                           .wait_s = QUEUE_MAX_WAIT_S,
                           .stop_check_s = 1,
@@ -345,7 +346,10 @@ static int transcribe(Trip *t, char **text_out, char *lang, size_t lang_cap) {
     apply_options(t, &p);
     WhisperResult r = {0};
     double engine_t0 = di_now();
-    rc = whisper_transcribe(w->state, pcm.samples, pcm.n_samples, &p, &r, msg, sizeof msg);
+    if (w->cfg.engine)
+        rc = engine_transcribe(w->cfg.engine, pcm.samples, pcm.n_samples, &p, &r, msg, sizeof msg);
+    else
+        rc = whisper_transcribe(w->state, pcm.samples, pcm.n_samples, &p, &r, msg, sizeof msg);
     int engine_rc = rc;
     if (!rc) metrics_add_transcription(r.duration, di_now() - engine_t0);
     audio_pcm_free(&pcm);
@@ -604,7 +608,8 @@ int worker_create(const WorkerConfig *cfg, Worker **out, char *msg, size_t cap) 
         rc = callbacks_start(&cfg->callback, &w->own_callbacks, msg, cap);
         w->cfg.callbacks = w->own_callbacks;
     }
-    if (!rc) rc = whisper_state_create(cfg->model, cfg->n_threads, &w->state, msg, cap);
+    if (!rc && !cfg->engine)
+        rc = whisper_state_create(cfg->model, cfg->n_threads, &w->state, msg, cap);
     if (rc) {
         worker_free(w);
         return rc;
@@ -665,7 +670,12 @@ static void *worker_main(void *arg) {
 int worker_run(const WorkerConfig *cfg, char *msg, size_t cap) {
     if (!cfg || cfg->n_workers < 1 || cfg->n_workers > 1024)
         return di_fail(msg, cap, DI_EINVAL, "worker_run: n_workers must be 1..1024");
+    if (cfg->batch < 1 || cfg->batch > WHISPER_BATCH_MAX_LANES)
+        return di_fail(msg, cap, DI_EINVAL, "worker_run: batch must be 1..%d",
+                       WHISPER_BATCH_MAX_LANES);
+    /* A shared engine fills its lanes from as many jobs in hand. */
     int n = cfg->n_workers;
+    if (cfg->batch > 1 && !cfg->engine && n < cfg->batch) n = cfg->batch;
     Worker **ws = calloc((size_t)n, sizeof *ws);
     pthread_t *th = calloc((size_t)n, sizeof *th);
     int *started = calloc((size_t)n, sizeof *started);
@@ -681,6 +691,11 @@ int worker_run(const WorkerConfig *cfg, char *msg, size_t cap) {
     Callbacks *own = NULL;
     int rc = set.callbacks ? 0 : callbacks_start(&cfg->callback, &own, msg, cap);
     if (own) set.callbacks = own;
+    Engine *engine = NULL;
+    if (!rc && cfg->batch > 1 && !cfg->engine) {
+        rc = engine_start(cfg->model, cfg->n_threads, cfg->batch, &engine, msg, cap);
+        set.engine = engine;
+    }
     int running = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         rc = worker_create(&set, &ws[i], msg, cap);
@@ -693,11 +708,14 @@ int worker_run(const WorkerConfig *cfg, char *msg, size_t cap) {
         di_log("warn", "started %d of %d workers: %s", running, n, msg);
         rc = 0;
     }
-    if (running) di_log("info", "%d workers running", running);
+    if (running)
+        di_log("info", "%d workers running, %s", running,
+               engine ? "sharing one batched engine" : "each with its own engine state");
     for (int i = 0; i < n; i++)
         if (started[i]) pthread_join(th[i], NULL);
     for (int i = 0; i < n; i++)
         worker_free(ws[i]);
+    engine_stop(engine);
     callbacks_stop(own);
     free(ws);
     free(th);

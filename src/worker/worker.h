@@ -98,6 +98,27 @@ int callbacks_post(Callbacks *cb, const char *url, const char *job_id, const cha
  * stops the threads and frees. */
 void callbacks_stop(Callbacks *cb);
 
+/* ---- Engine ---------------------------------------------------------------
+ *
+ * The workers of one process may share one engine: a WhisperState driven by
+ * a thread of its own through a WhisperBatch of `lanes` lanes. Each worker
+ * hands its audio to engine_transcribe and waits; audio from several jobs
+ * (and the pieces of long audio cut at chunk_seconds) decodes together, a
+ * 30 s window per lane per step, so every weight read serves them all.
+ * Each job's transcript is bit for bit what it gets alone (see whisper.h,
+ * Batches). One state also means one set of buffers, not one per worker.
+ */
+typedef struct Engine Engine;
+
+int engine_start(const WhisperModel *model, int n_threads, int lanes, Engine **out, char *msg,
+                 size_t cap);
+/* Blocks until the audio is transcribed (any number of threads may call
+ * at once); the engine's errors as whisper_transcribe's. */
+int engine_transcribe(Engine *e, const float *pcm, size_t n_samples, const WhisperParams *params,
+                      WhisperResult *out, char *msg, size_t cap);
+/* Finishes what was handed over, then stops the thread and frees. */
+void engine_stop(Engine *e);
+
 /* ---- Workers -------------------------------------------------------------- */
 
 /* Told after each state a worker writes: the job, its new state, and how
@@ -114,8 +135,12 @@ typedef struct {
     WhisperParams params;      /* decoding settings (progress fields are the worker's) */
     const char *timezone;      /* dates notes in this IANA zone; NULL = UTC */
     const char *tmp_dir;       /* downloads go here; NULL = $TMPDIR or /tmp */
-    int n_workers;             /* worker threads in worker_run, each with its own state */
-    int n_threads;             /* engine threads per worker */
+    int n_workers;             /* worker threads in worker_run */
+    int n_threads;             /* engine threads per worker, or of the shared engine */
+    int batch;                 /* > 1: worker_run shares one engine of this many lanes
+                                  (DIARIST_BATCH) among at least as many workers;
+                                  1: each worker has a state of its own */
+    Engine *engine;            /* the shared engine; NULL: each worker its own state */
     double visibility_s;       /* lease per receive, 300; heartbeat every third of it */
     double wait_s;             /* long poll per receive, 20 */
     double stop_check_s;       /* longest a receive waits before looking at *stop, 1 */
