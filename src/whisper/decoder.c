@@ -119,10 +119,12 @@ static void dec_attn_task(void *ctx, int i, int thread) {
     if (j->cross) {
         const CrossGroup *g = &j->groups[i / H];
         size_t T = (size_t)hp->n_audio_ctx;
-        size_t off = (((size_t)g->slot * hp->n_text_layer + j->layer) * T) * S + (size_t)head * dh;
+        /* The window's keys are stored head by head: [head][T][dh]. */
+        size_t off =
+            ((size_t)g->slot * hp->n_text_layer + j->layer) * T * S + (size_t)head * T * dh;
         size_t qoff = (size_t)g->first * j->n_tok * S + (size_t)head * dh;
         op_attention_f16(j->b->a + qoff, S, j->b->q + qoff, S, j->st->cross_k + off,
-                         j->st->cross_v + off, S, g->count * j->n_tok, (int)T, dh, scale, -1,
+                         j->st->cross_v + off, dh, g->count * j->n_tok, (int)T, dh, scale, -1,
                          scores, kvbuf);
     } else {
         const DecSeq *sq = &j->seqs[i / H];

@@ -190,15 +190,24 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
 
     /* Cross-attention keys and values for every decoder layer, into the
      * state's current slot. They are stored in f16, as the decoder reads
-     * them at every step. */
+     * them at every step, and head by head ([head][T][dh]), so the decoder
+     * streams each head's keys as one block rather than 128 bytes from
+     * every kilobyte. */
+    int H = hp->n_text_head, dh = S / H;
     size_t slot = (size_t)st->cross_slot * hp->n_text_layer * T * S;
     for (int l = 0; l < hp->n_text_layer; l++) {
         const AttnWeights *c = &w->dec[l].cross;
-        size_t at = slot + (size_t)l * T * S;
+        uint16_t *ck = st->cross_k + slot + (size_t)l * T * S;
+        uint16_t *cv = st->cross_v + slot + (size_t)l * T * S;
         op_matmul(st, b.q, st->enc_out, T, S, &c->k_w, NULL);
         op_matmul(st, b.k, st->enc_out, T, S, &c->v_w, &c->v_b);
-        di_f32_to_f16_row(b.q, st->cross_k + at, (size_t)T * S);
-        di_f32_to_f16_row(b.k, st->cross_v + at, (size_t)T * S);
+        for (int t = 0; t < T; t++) {
+            for (int h = 0; h < H; h++) {
+                size_t from = (size_t)t * S + (size_t)h * dh, to = ((size_t)h * T + t) * dh;
+                di_f32_to_f16_row(b.q + from, ck + to, (size_t)dh);
+                di_f32_to_f16_row(b.k + from, cv + to, (size_t)dh);
+            }
+        }
     }
     return 0;
 }

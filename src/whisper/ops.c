@@ -119,6 +119,10 @@ gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, i
  * every weight of the model from memory once. One-row products take two
  * weight rows at a time for four independent chains. */
 #define PF_ROWS 2 /* rows ahead to prefetch */
+#define PF_FIX 4
+
+
+
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static inline void
 prefetch_row(const uint16_t *r, int K) {
     for (int k = 0; k < K; k += 32)
@@ -128,6 +132,38 @@ prefetch_row(const uint16_t *r, int K) {
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static inline __m512
 load_h16(const uint16_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+/* The same sums as gemv_f16_avx512's row pairs, row by row, for M rows of
+ * x: a row's result does not depend on how many sequences share the step.
+ * Inlined with M a constant, so the accumulators stay in registers. */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static inline
+    __attribute__((always_inline)) void
+    f16_rows_fixed(float *y, const float *x, const int M, int K, int N, const uint16_t *w, int n,
+                   int n1) {
+    for (; n < n1; n++) {
+        const uint16_t *r = w + (size_t)n * K;
+        if (n + PF_FIX < n1) prefetch_row(r + (size_t)PF_FIX * K, K);
+        __m512 acc[GEMM_MIN_ROWS], acc2[GEMM_MIN_ROWS];
+        for (int m = 0; m < M; m++)
+            acc[m] = acc2[m] = _mm512_setzero_ps();
+        int k = 0;
+        for (; k + 32 <= K; k += 32) {
+            __m512 w0 = load_h16(r + k), w1 = load_h16(r + k + 16);
+            for (int m = 0; m < M; m++) {
+                const float *xm = x + (size_t)m * K + k;
+                acc[m] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xm), acc[m]);
+                acc2[m] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xm + 16), acc2[m]);
+            }
+        }
+        for (; k < K; k += 16) {
+            __m512 w0 = load_h16(r + k);
+            for (int m = 0; m < M; m++)
+                acc[m] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + (size_t)m * K + k), acc[m]);
+        }
+        for (int m = 0; m < M; m++)
+            y[(size_t)m * N + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[m], acc2[m]));
+    }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static void
@@ -159,30 +195,28 @@ gemv_f16_avx512(float *y, const float *x, int M, int K, int N, const uint16_t *w
             y[n + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0, b1));
         }
     }
-    /* The same sums as above, row by row, for any M: a row's result does
-     * not depend on how many sequences share the step. */
-    for (; n < n1; n++) {
-        const uint16_t *r = w + (size_t)n * K;
-        if (n + PF_ROWS < n1) prefetch_row(r + (size_t)PF_ROWS * K, K);
-        __m512 acc[GEMM_MIN_ROWS], acc2[GEMM_MIN_ROWS];
-        for (int m = 0; m < M; m++)
-            acc[m] = acc2[m] = _mm512_setzero_ps();
-        int k = 0;
-        for (; k + 32 <= K; k += 32) {
-            __m512 w0 = load_h16(r + k), w1 = load_h16(r + k + 16);
-            for (int m = 0; m < M; m++) {
-                const float *xm = x + (size_t)m * K + k;
-                acc[m] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xm), acc[m]);
-                acc2[m] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xm + 16), acc2[m]);
-            }
-        }
-        for (; k < K; k += 16) {
-            __m512 w0 = load_h16(r + k);
-            for (int m = 0; m < M; m++)
-                acc[m] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + (size_t)m * K + k), acc[m]);
-        }
-        for (int m = 0; m < M; m++)
-            y[(size_t)m * N + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc[m], acc2[m]));
+    switch (M) {
+    case 1:
+        f16_rows_fixed(y, x, 1, K, N, w, n, n1);
+        break;
+    case 2:
+        f16_rows_fixed(y, x, 2, K, N, w, n, n1);
+        break;
+    case 3:
+        f16_rows_fixed(y, x, 3, K, N, w, n, n1);
+        break;
+    case 4:
+        f16_rows_fixed(y, x, 4, K, N, w, n, n1);
+        break;
+    case 5:
+        f16_rows_fixed(y, x, 5, K, N, w, n, n1);
+        break;
+    case 6:
+        f16_rows_fixed(y, x, 6, K, N, w, n, n1);
+        break;
+    default:
+        f16_rows_fixed(y, x, 7, K, N, w, n, n1);
+        break;
     }
 }
 
@@ -598,13 +632,20 @@ static void widen_kv_scalar(float *dst, const uint16_t *src, int n, int dh, int 
 }
 
 #if HAVE_X86
+/* The next block's rows are prefetched while this one widens: the
+ * decoder streams a window's whole cross-attention cache every step, one
+ * block of keys at a time, and without it each block waits on memory. */
 __attribute__((target("avx2,fma,f16c"))) static void widen_kv_f16c(float *dst, const uint16_t *src,
                                                                    int n, int dh, int ld) {
-    for (int j = 0; j < n; j++)
+    for (int j = 0; j < n; j++) {
+        const uint16_t *ahead = src + (size_t)(j + KV_BLOCK) * ld;
+        for (int c = 0; c < dh; c += 32)
+            _mm_prefetch((const char *)(ahead + c), _MM_HINT_T0);
         for (int c = 0; c < dh; c += 8)
             _mm256_storeu_ps(
                 dst + (size_t)j * dh + c,
                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + (size_t)j * ld + c))));
+    }
 }
 #endif
 

@@ -113,7 +113,8 @@ struct WhisperState {
     float *enc_out; /* [n_audio_ctx][S], inside scratch; NULL before an encode */
     /* Cross-attention keys and values of up to n_cross_cap windows (the
      * windows of several jobs decoded as one batch), f16, each slot
-     * [n_text_layer][n_audio_ctx][S]. An encode writes slot cross_slot,
+     * [n_text_layer][n_text_head][n_audio_ctx][S / n_text_head]: head by
+     * head, so a head's keys are one block. An encode writes slot cross_slot,
      * which is also the one plain decoder_forward reads. */
     uint16_t *cross_k;
     uint16_t *cross_v;
