@@ -138,6 +138,33 @@ conv = 2 * (2 * T) * 3 * M * S + 2 * T * 3 * S * S
 layer = 2 * T * S * S * 4 + 2 * T * T * S * 2 + 2 * T * S * 4 * S * 2
 assert abs(b['encoder_gflop'] - (conv + layer * hp['n_audio_layer']) / 1e9) < 1e-3, b"
 
+# Several files, one by one and as one batch: the counts are the engine's
+# own, and the figures agree with one another.
+sox "$wav" "$wav" "$wav" "$tmp/33s.wav"
+"$bin" bench -m "$model" -t 2 -r 1 --json -b 3 --chunk 12 --sample-len 30 "$wav" "$tmp/33s.wav" \
+  >"$tmp/b.json" 2>"$tmp/e"
+check "bench --batch exits 0" test $? -eq 0
+check_json "batched figures agree" '
+assert b["files"] == 2 and b["lanes"] == 3, b
+close(b["audio_seconds"], 11.0 + 33.0, 0, 0.05)
+close(b["audio_hours_per_hour"], b["audio_seconds"] / b["end_to_end_seconds"], 1e-2, 1e-3)
+close(b["one_by_one_audio_hours_per_hour"], b["audio_seconds"] / b["one_by_one_seconds"], 1e-2,
+      1e-3)
+# 11 s is one window; 33 s cut at silences near 12 s into three pieces of one each,
+# or fewer when the quietest spot is further: at least two windows, at most 30
+# tokens each, and a step feeds one token to each live window.
+assert 2 <= b["windows"] <= 8, b["windows"]
+assert b["decoder_steps"] <= b["tokens"] <= 30 * b["windows"], b
+assert b["decoder_steps"] < b["tokens"], "no step fed two windows"
+for k in ("batch_speedup", "encoder_ms_per_window", "decoder_ms_per_token_amortized",
+          "audio_hours_per_hour_at_100_tokens", "one_by_one_audio_hours_per_hour_at_100_tokens"):
+    assert math.isfinite(b[k]) and b[k] > 0, (k, b[k])'
+check "bench --batch 8 is a usage error" test "$("$bin" bench -m "$model" -b 8 "$wav" >/dev/null 2>&1; echo $?)" = 2
+check "bench --chunk 2 is a usage error" test "$("$bin" bench -m "$model" --chunk 2 "$wav" >/dev/null 2>&1; echo $?)" = 2
+"$bin" bench -m "$model" -t 1 -r 1 "$tmp/missing.wav" >/dev/null 2>"$tmp/e"
+check "a missing file fails with its name" test $? -eq 1
+check "... named on stderr" grep -q 'missing.wav' "$tmp/e"
+
 "$bin" bench -m "$model" -t 1 -r 1 "$wav" >"$tmp/b.txt" 2>"$tmp/e"
 check "bench text exits 0" test $? -eq 0
 check "text shows memcpy bandwidth" grep -q '^memcpy .* GB/s' "$tmp/b.txt"

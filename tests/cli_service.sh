@@ -109,16 +109,27 @@ status() { curl -s "$url/status/$id" | python3 -c 'import json,sys; print(json.l
 for _ in $(seq 1 100); do [ "$(status)" = transcribing ] && break; sleep 0.1; done
 check "job is transcribing before the crash" test "$(status)" = transcribing
 kill -9 "$pid"; wait "$pid" 2>/dev/null
-"$bin" worker -m "$model" -n 1 --visibility 3 --metrics-port $metrics_port 2>>"$tmp/log" &
+# The new worker decodes on a shared batched engine, the 33 s cut in pieces.
+"$bin" worker -m "$model" -n 1 --batch 3 --chunk 10 --visibility 3 --metrics-port $metrics_port \
+    2>>"$tmp/log" &
 pid=$!
 state=""
 for _ in $(seq 1 240); do
     state=$(status); [ "$state" = completed ] || [ "$state" = error ] && break; sleep 0.5
 done
 check "a new worker completes the job after the crash" test "$state" = completed
+check "... on a batched engine" grep -q '"sharing one batched engine"\|sharing one batched engine' "$tmp/log"
 check "a lone worker serves its own /metrics" bash -c "sleep 0.5; curl -s http://127.0.0.1:$metrics_port/metrics |
     grep -qx 'diarist_jobs_finished_total{state=\"completed\"} 1'"
 check "exactly one note and no message left" test "$(notes_of "$id")/$(messages_left)" = "1/0"
 kill -TERM "$pid" "$api"; wait "$pid" "$api" 2>/dev/null
 pid="" api=""
+
+code_of() { "$@" >/dev/null 2>"$tmp/err"; echo $?; }
+check "worker --batch 8 is a usage error" test "$(code_of "$bin" worker -m "$model" --batch 8)" = 2
+check "... saying which value" grep -q "invalid value '8' for --batch" "$tmp/err"
+check "DIARIST_BATCH=x is a usage error" test "$(DIARIST_BATCH=x code_of "$bin" worker -m "$model")" = 2
+check "worker --chunk 3 is a usage error" test "$(code_of "$bin" worker -m "$model" --chunk 3)" = 2
+check "DIARIST_CHUNK_SECONDS=-1 is a usage error" \
+    test "$(DIARIST_CHUNK_SECONDS=-1 code_of "$bin" worker -m "$model")" = 2
 finish cli_service

@@ -914,22 +914,46 @@ static int lockstep_pick(Item *it) {
     return more;
 }
 
+typedef struct {
+    Item **items;
+    int *more;
+} PickJob;
+
+static void pick_task(void *ctx, int i, int thread) {
+    (void)thread;
+    PickJob *j = ctx;
+    j->more[i] = lockstep_pick(j->items[i]);
+}
+
 /* Lockstep greedy decoding of every window that asked for it: each
- * decoder step feeds all live windows' last tokens at once. */
+ * decoder step feeds all live windows' last tokens at once. The picks
+ * (logit rules, a log-softmax over the vocabulary) are independent per
+ * window, so they share the state's threads too. */
 static void lockstep_run(WhisperBatch *b, Item **lane_items, int n_lanes) {
     const int nv = b->st->model->hp.n_vocab;
-    DecSeq seqs[64];
-    int toks[64], who[64];
+    DecSeq seqs[WHISPER_BATCH_MAX_LANES];
+    int toks[WHISPER_BATCH_MAX_LANES], who[WHISPER_BATCH_MAX_LANES];
+    int more[WHISPER_BATCH_MAX_LANES];
+    Item *live[WHISPER_BATCH_MAX_LANES];
     for (;;) {
-        int n = 0;
+        int n_live = 0;
         for (int l = 0; l < n_lanes; l++) {
             Item *it = lane_items[l];
-            if (!it || !it->lockstep || !it->live || it->err) continue;
-            it->live = lockstep_pick(it);
-            if (!it->live) continue;
-            seqs[n] = (DecSeq){l, l, it->len - 1};
-            toks[n] = it->d.next[0];
-            who[n++] = l;
+            if (it && it->lockstep && it->live && !it->err) {
+                who[n_live] = l;
+                live[n_live++] = it;
+            }
+        }
+        if (n_live == 0) return;
+        PickJob pj = {live, more};
+        di_pool_run(b->st->pool, n_live, pick_task, &pj);
+        int n = 0;
+        for (int i = 0; i < n_live; i++) {
+            live[i]->live = more[i];
+            if (!more[i]) continue;
+            seqs[n] = (DecSeq){who[i], who[i], live[i]->len - 1};
+            toks[n] = live[i]->d.next[0];
+            live[n++] = live[i];
         }
         if (n == 0) return;
         double t0 = di_now();
@@ -939,7 +963,7 @@ static void lockstep_run(WhisperBatch *b, Item **lane_items, int n_lanes) {
         b->stats.steps++;
         b->stats.tokens += n;
         for (int i = 0; i < n; i++) {
-            Item *it = lane_items[who[i]];
+            Item *it = live[i];
             if (err) {
                 it->err = err;
                 snprintf(it->msg, sizeof it->msg, "%s", msg);
