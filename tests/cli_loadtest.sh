@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The seed's load test against a live `diarist run` (API and two workers on
-# loopback, synthetic micro model, offline notes): `diarist loadtest` and
+# The seed's load test against a live `diarist run` (API and four workers
+# sharing one batched engine on loopback, synthetic micro model, offline
+# notes): `diarist loadtest` and
 # tests/load_test.py with the seed's command line, then 50 uploads from 10
 # clients that must all complete exactly once, checked in the database.
 # Also: usage errors exit 2, and a service that is not there fails fast
@@ -48,8 +49,9 @@ check "no service: logs are JSON lines" logs_are_json "$tmp/refused.err"
 # Random weights never stop talking, so every window would fall back
 # through all temperatures; without fallback a job takes about a second,
 # and 70 of them stay within CI's time. The load, not the engine, is under
-# test here.
-"$bin" run -m "$shared/golden/ggml-micro-synthetic.en.bin" -n 2 --no-fallback 2>>"$tmp/log" &
+# test here, on the fleet's set-up: four jobs at a time on one batched engine.
+"$bin" run -m "$shared/golden/ggml-micro-synthetic.en.bin" -n 2 --batch 4 --no-fallback \
+    2>>"$tmp/log" &
 pid=$!
 for _ in $(seq 1 50); do curl -sf "$url/" >/dev/null && break; sleep 0.2; done
 
@@ -78,7 +80,7 @@ check "load_test.py: exit 0" test $? -eq 0
 check "load_test.py: 10 successful" grep -q '^Successful Requests: 10$' "$tmp/py.out"
 check "load_test.py: 10 completed" grep -q '^Completed: 10$' "$tmp/py.out"
 
-# Concurrency: 50 uploads from 10 clients against the 2 workers.
+# Concurrency: 50 uploads from 10 clients against the 4 workers.
 t0=$(date +%s)
 "$bin" loadtest --requests 50 --workers 10 --monitor --poll-interval 0.5 --timeout 840 --file "$jfk" --json \
     --url "$url" >"$tmp/conc.json" 2>"$tmp/conc.err"
