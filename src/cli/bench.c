@@ -153,7 +153,7 @@ static void print_json(const WhisperModel *model, int threads, int repeats, cons
                        const BenchFiles *f, double rss_mb) {
     printf("{\"model\":\"%s\",\"threads\":%d,\"repeats\":%d,\"blas_core\":\"%s\","
            "\"sgemm_gflops\":%.1f,\"encoder_ms\":%.1f,\"encoder_gflops\":%.1f,"
-           "\"encoder_vs_sgemm\":%.3f,\"decoder_ms_per_token\":%.3f,"
+           "\"encoder_vs_sgemm\":%.4f,\"decoder_ms_per_token\":%.3f,"
            "\"decoder_batch5_ms_per_step\":%.3f,\"decoder_batch5_ms_per_token\":%.3f,"
            "\"peak_rss_mb\":%.1f",
            whisper_model_type(model), threads, repeats, whisper_blas_core(), b->sgemm_gflops,
