@@ -15,15 +15,8 @@ bin=${DIARIST_BIN:-build/diarist}
 [ -x "$bin" ] || { echo "build first: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build" >&2; exit 1; }
 model=${1:-base}
 file=${2:-../shared/samples/jfk.wav}
-if [ ! -f "$model" ]; then
-  models=$(dirname "$bin")/bench-models
-  mkdir -p "$models"
-  vocab=../shared/golden/ggml-micro-synthetic.en.bin
-  args=(--preset "$model")
-  [ -f "$vocab" ] && args+=(--vocab-from "$vocab")
-  [ -f "$models/$model.bin" ] || "$bin" gen-model "${args[@]}" "$models/$model.bin" 2>/dev/null
-  model=$models/$model.bin
-fi
+. bench/models.sh
+model=$(bench_model "$model")
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null; rm -rf "$tmp"' EXIT
 pid=

@@ -20,23 +20,16 @@ threads=${1:-2}
 repeats=${2:-5}
 bin=${DIARIST_BIN:-build/diarist}
 [ -x "$bin" ] || { echo "build first: cmake -S . -B build -DCMAKE_BUILD_TYPE=Release && cmake --build build" >&2; exit 1; }
+. bench/models.sh
 models=$(dirname "$bin")/bench-models
 mkdir -p "$models"
-vocab=../shared/golden/ggml-micro-synthetic.en.bin
 sample=../shared/samples/jfk.wav
 [ -f "$sample" ] || { sample=$models/sample.wav; espeak-ng -w "$sample" "Dear diary, today was long but good."; }
 printf '%-13s %7s %7s %9s %7s %7s %8s %9s %9s %9s %9s %7s %7s %9s %8s\n' model sgemm memcpy \
   enc_ms enc_GF enc/sg enc_GFLOP dec_ms floor_ms dec/floor b5_ms/tok b5/sgl RTF audio_h/h rss_MB
 # NAME or NAME-QTYPE: the quantized variants users download (-q5_0, -q8_0).
 for variant in ${DIARIST_BENCH_MODELS:-tiny base small base-q8_0 base-q5_0}; do
-  size=${variant%%-*}
-  m=$models/$variant.bin
-  if [ ! -f "$m" ]; then
-    args=(--preset "$size")
-    [ "$variant" != "$size" ] && args+=(--quantize "${variant#*-}")
-    [ -f "$vocab" ] && args+=(--vocab-from "$vocab")
-    "$bin" gen-model "${args[@]}" "$m" 2>/dev/null
-  fi
+  m=$(bench_model "$variant")
   "$bin" bench -m "$m" -t "$threads" -r "$repeats" --json "$sample" 2>/dev/null | python3 -c '
 import json, sys
 b = json.load(sys.stdin)

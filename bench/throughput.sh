@@ -27,15 +27,8 @@ lanes=${3:-7}
 chunk=${4:-120}
 n_short=${5:-4}
 n_long=${6:-1}
-if [ ! -f "$model" ]; then
-  models=$(dirname "$bin")/bench-models
-  mkdir -p "$models"
-  args=(--preset "$model")
-  vocab=../shared/golden/ggml-micro-synthetic.en.bin
-  [ -f "$vocab" ] && args+=(--vocab-from "$vocab")
-  [ -f "$models/$model.bin" ] || "$bin" gen-model "${args[@]}" "$models/$model.bin" 2>/dev/null
-  model=$models/$model.bin
-fi
+. bench/models.sh
+model=$(bench_model "$model")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 sample=../shared/samples/jfk.wav

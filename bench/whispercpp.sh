@@ -24,15 +24,8 @@ cli=${WHISPER_CLI:?set WHISPER_CLI to a whisper.cpp whisper-cli binary}
 model=${1:-base}
 threads=${2:-2}
 rounds=${3:-5}
-if [ ! -f "$model" ]; then
-  models=$(dirname "$bin")/bench-models
-  mkdir -p "$models"
-  args=(--preset "$model")
-  vocab=../shared/golden/ggml-micro-synthetic.en.bin
-  [ -f "$vocab" ] && args+=(--vocab-from "$vocab")
-  [ -f "$models/$model.bin" ] || "$bin" gen-model "${args[@]}" "$models/$model.bin" 2>/dev/null
-  model=$models/$model.bin
-fi
+. bench/models.sh
+model=$(bench_model "$model")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 sample=../shared/samples/jfk.wav

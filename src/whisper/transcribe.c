@@ -648,7 +648,6 @@ typedef struct Item {
     double sum;
     struct Parent *parent;
     int chunk;            /* index among the parent's chunks */
-    double duration;      /* of this item's audio */
     WhisperResult result; /* this chunk's own result */
     int err;
     char msg[512];
@@ -806,8 +805,7 @@ static int item_start(WhisperState *st, Item *it, const float *pcm, size_t n_sam
     int lang = -1;
     int err = resolve_language(model, p, &lang, msg, cap);
     if (err) return err;
-    it->duration = (double)n_samples / WHISPER_SAMPLE_RATE;
-    it->result.duration = it->duration;
+    it->result.duration = (double)n_samples / WHISPER_SAMPLE_RATE;
     set_language(&it->result, lang);
     it->d.msg = msg;
     it->d.msg_cap = cap;

@@ -76,6 +76,16 @@ static void *engine_main(void *arg) {
     }
 }
 
+/* Everything but the thread, which is stopped (or never started). */
+static void engine_free(Engine *e) {
+    whisper_batch_free(e->batch);
+    whisper_state_free(e->state);
+    pthread_cond_destroy(&e->work);
+    pthread_cond_destroy(&e->done);
+    pthread_mutex_destroy(&e->lock);
+    free(e);
+}
+
 int engine_start(const WhisperModel *model, int n_threads, int lanes, Engine **out, char *msg,
                  size_t cap) {
     if (!out) return di_fail(msg, cap, DI_EINVAL, "engine_start: no output pointer");
@@ -90,12 +100,7 @@ int engine_start(const WhisperModel *model, int n_threads, int lanes, Engine **o
     if (!rc && pthread_create(&e->thread, NULL, engine_main, e))
         rc = di_fail(msg, cap, DI_ENOMEM, "engine: cannot start its thread");
     if (rc) {
-        whisper_batch_free(e->batch);
-        whisper_state_free(e->state);
-        pthread_cond_destroy(&e->work);
-        pthread_cond_destroy(&e->done);
-        pthread_mutex_destroy(&e->lock);
-        free(e);
+        engine_free(e);
         return rc;
     }
     *out = e;
@@ -132,10 +137,5 @@ void engine_stop(Engine *e) {
     pthread_cond_signal(&e->work);
     pthread_mutex_unlock(&e->lock);
     pthread_join(e->thread, NULL);
-    whisper_batch_free(e->batch);
-    whisper_state_free(e->state);
-    pthread_cond_destroy(&e->work);
-    pthread_cond_destroy(&e->done);
-    pthread_mutex_destroy(&e->lock);
-    free(e);
+    engine_free(e);
 }
