@@ -79,7 +79,8 @@ def timings(path):
     return (float(enc.group(1)) / int(enc.group(2)), int(enc.group(2)),
             float(dec.group(1)) / int(dec.group(2)), int(dec.group(2)))
 tok_win = d["tokens"] / d["windows"]
-print(f"  {tok_win:.0f} tokens per window")
+print(f"  {tok_win:.0f} tokens per window; peak RSS {d['peak_rss_mb']:.0f} MB (every file's audio "
+      f"decoded and held, {lanes} lanes)")
 print("%-34s %12.1f" % ("diarist at 100 tokens/window, batched", d["audio_hours_per_hour_at_100_tokens"]))
 print("%-34s %12.1f" % ("diarist at 100 tokens/window, one by one",
                         d["one_by_one_audio_hours_per_hour_at_100_tokens"]))
