@@ -196,6 +196,54 @@ static void f16_attention_matches_reference(void **state) {
     }
 }
 
+/* Cross-attention over a window's cache (keys transposed, [dh][ld_kt]):
+ * against doubles, for head sizes that take the AVX-512 path (64, 16), the
+ * AVX2 path (24) and the portable one (20), key counts with and without a
+ * tail block, and 13 queries (two groups of six and one); and each query's
+ * output equals, bit for bit, that query's alone, which is what lets beams
+ * and batched jobs share a step. */
+static void cross_attention_matches_reference(void **state) {
+    (void)state;
+    const int dhs[] = {64, 16, 24, 20};
+    const int n_kvs[] = {1, 7, 33, 65, 1500};
+    const int n_q = 13;
+    uint64_t seed = 21;
+    for (size_t di = 0; di < sizeof dhs / sizeof *dhs; di++) {
+        for (size_t ki = 0; ki < sizeof n_kvs / sizeof *n_kvs; ki++) {
+            int dh = dhs[di], n_kv = n_kvs[ki], ld = 3 * dh, ld_kt = n_kv + 5;
+            float *q = malloc(sizeof(float) * n_q * ld), *out = malloc(sizeof(float) * n_q * ld),
+                  *one = malloc(sizeof(float) * dh), *scores = malloc(sizeof(float) * n_q * n_kv);
+            uint16_t *kt = malloc(sizeof(uint16_t) * dh * ld_kt),
+                     *krows = malloc(sizeof(uint16_t) * n_kv * dh),
+                     *v = malloc(sizeof(uint16_t) * n_kv * dh);
+            double *ref = malloc(sizeof(double) * n_q * dh);
+            for (int i = 0; i < n_q * ld; i++)
+                q[i] = 2 * rnd(&seed);
+            for (int j = 0; j < n_kv; j++)
+                for (int c = 0; c < dh; c++) {
+                    krows[j * dh + c] = kt[c * ld_kt + j] = di_f32_to_f16(2 * rnd(&seed));
+                    v[j * dh + c] = di_f32_to_f16(rnd(&seed));
+                }
+            float scale = 1.0f / sqrtf((float)dh);
+            op_cross_attention_f16(out + dh, ld, q + dh, ld, kt, ld_kt, v, n_q, n_kv, dh, scale,
+                                   scores);
+            attention_reference(ref, q + dh, ld, krows, v, dh, n_q, n_kv, dh, scale, -1);
+            for (int i = 0; i < n_q; i++) {
+                for (int c = 0; c < dh; c++)
+                    if (fabs(out[i * ld + dh + c] - ref[i * dh + c]) > 2e-5)
+                        fail_msg("dh %d n_kv %d at (%d,%d): %g vs %g", dh, n_kv, i, c,
+                                 out[i * ld + dh + c], ref[i * dh + c]);
+                op_cross_attention_f16(one, dh, q + i * ld + dh, ld, kt, ld_kt, v, 1, n_kv, dh,
+                                       scale, scores);
+                if (memcmp(one, out + i * ld + dh, sizeof(float) * dh) != 0)
+                    fail_msg("dh %d n_kv %d: query %d of %d differs from the query alone", dh, n_kv,
+                             i, n_q);
+            }
+            free(q), free(out), free(one), free(scores), free(kt), free(krows), free(v), free(ref);
+        }
+    }
+}
+
 /* Softmax (with masked entries and a wide range) and GELU against libm, at
  * lengths that leave tails for every vector width. */
 static void softmax_and_gelu_match_libm(void **state) {
@@ -287,6 +335,7 @@ int main(void) {
         cmocka_unit_test(matmul_matches_reference),
         cmocka_unit_test(quantized_matmul_matches_reference),
         cmocka_unit_test(f16_attention_matches_reference),
+        cmocka_unit_test(cross_attention_matches_reference),
         cmocka_unit_test(softmax_and_gelu_match_libm),
         cmocka_unit_test(batch_matches_single_sequences),
     };

@@ -55,11 +55,15 @@ int decoder_reserve(WhisperState *st, int n_seq, char *msg, size_t cap) {
     st->n_seq_cap = n_seq;
     size_t need = 10 * (size_t)rows_cap(st) * S + (size_t)st->n_threads * scores_per_thread(st);
     if (need > st->dec_buf_size) {
-        float *b = realloc(st->dec_buf, need * sizeof(float));
+        /* Aligned to cache lines: the few-row kernels load every input row
+         * once per weight row, and a load that straddles two lines costs
+         * two. Scratch only, so nothing is carried over. */
+        float *b = aligned_alloc(64, (need * sizeof(float) + 63) & ~(size_t)63);
         if (!b) {
             st->n_seq_cap = old;
             return di_fail(msg, cap, DI_ENOMEM, "out of memory for decoder buffers");
         }
+        free(st->dec_buf);
         st->dec_buf = b;
         st->dec_buf_size = need;
     }
@@ -119,13 +123,14 @@ static void dec_attn_task(void *ctx, int i, int thread) {
     if (j->cross) {
         const CrossGroup *g = &j->groups[i / H];
         size_t T = (size_t)hp->n_audio_ctx;
-        /* The window's keys are stored head by head: [head][T][dh]. */
+        /* The window's cache is stored head by head: keys [head][dh][T],
+         * values [head][T][dh] (encoder.c). */
         size_t off =
             ((size_t)g->slot * hp->n_text_layer + j->layer) * T * S + (size_t)head * T * dh;
         size_t qoff = (size_t)g->first * j->n_tok * S + (size_t)head * dh;
-        op_attention_f16(j->b->a + qoff, S, j->b->q + qoff, S, j->st->cross_k + off,
-                         j->st->cross_v + off, dh, g->count * j->n_tok, (int)T, dh, scale, -1,
-                         scores, kvbuf);
+        op_cross_attention_f16(j->b->a + qoff, S, j->b->q + qoff, S, j->st->cross_k + off, (int)T,
+                               j->st->cross_v + off, g->count * j->n_tok, (int)T, dh, scale,
+                               scores);
     } else {
         const DecSeq *sq = &j->seqs[i / H];
         size_t qoff = (size_t)(i / H) * j->n_tok * S + (size_t)head * dh;

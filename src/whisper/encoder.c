@@ -154,6 +154,20 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
         b->x[i] += b->h[i];
 }
 
+/* dst[c][r] = src[r][c] for src [rows][cols], in tiles that stay in L1. */
+static void transpose_u16(uint16_t *dst, const uint16_t *src, int rows, int cols) {
+    enum { TILE = 64 };
+    for (int r0 = 0; r0 < rows; r0 += TILE) {
+        int r1 = rows - r0 < TILE ? rows : r0 + TILE;
+        for (int c0 = 0; c0 < cols; c0 += TILE) {
+            int c1 = cols - c0 < TILE ? cols : c0 + TILE;
+            for (int c = c0; c < c1; c++)
+                for (int r = r0; r < r1; r++)
+                    dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+        }
+    }
+}
+
 int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset, char *msg,
                    size_t cap) {
     if (!st || !mel) return di_fail(msg, cap, DI_EINVAL, "no state or mel");
@@ -190,24 +204,25 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
 
     /* Cross-attention keys and values for every decoder layer, into the
      * state's current slot. They are stored in f16, as the decoder reads
-     * them at every step, and head by head ([head][T][dh]), so the decoder
-     * streams each head's keys as one block rather than 128 bytes from
-     * every kilobyte. */
+     * them at every step, and head by head, so the decoder streams each
+     * head's as one block rather than 128 bytes from every kilobyte. Values
+     * are [head][T][dh]; keys are transposed, [head][dh][T] (= [S][T]), the
+     * layout op_cross_attention_f16 multiplies without sums across lanes. */
     int H = hp->n_text_head, dh = S / H;
     size_t slot = (size_t)st->cross_slot * hp->n_text_layer * T * S;
+    uint16_t *k16 = (uint16_t *)b.x; /* free now: [T][S] halves */
     for (int l = 0; l < hp->n_text_layer; l++) {
         const AttnWeights *c = &w->dec[l].cross;
         uint16_t *ck = st->cross_k + slot + (size_t)l * T * S;
         uint16_t *cv = st->cross_v + slot + (size_t)l * T * S;
         op_matmul(st, b.q, st->enc_out, T, S, &c->k_w, NULL);
         op_matmul(st, b.k, st->enc_out, T, S, &c->v_w, &c->v_b);
-        for (int t = 0; t < T; t++) {
-            for (int h = 0; h < H; h++) {
-                size_t from = (size_t)t * S + (size_t)h * dh, to = ((size_t)h * T + t) * dh;
-                di_f32_to_f16_row(b.q + from, ck + to, (size_t)dh);
-                di_f32_to_f16_row(b.k + from, cv + to, (size_t)dh);
-            }
-        }
+        di_f32_to_f16_row(b.q, k16, (size_t)T * S);
+        transpose_u16(ck, k16, T, S);
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++)
+                di_f32_to_f16_row(b.k + (size_t)t * S + (size_t)h * dh,
+                                  cv + ((size_t)h * T + t) * dh, (size_t)dh);
     }
     return 0;
 }

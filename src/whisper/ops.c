@@ -19,6 +19,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define HAVE_X86 1
+#define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
 #else
 #define HAVE_X86 0
 #endif
@@ -114,41 +115,34 @@ gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, i
 }
 #endif
 
-/* AVX-512 for f16 weights, the common case: 16 weights a conversion, and
- * the rows a task will read next prefetched, since a decoding step streams
- * every weight of the model from memory once. One-row products take two
- * weight rows at a time for four independent chains. */
-#define PF_ROWS 2 /* rows ahead to prefetch */
-#define PF_FIX 4
+/* AVX-512 for f16 weights, the common case: 16 weights a conversion. One-
+ * row products take two weight rows at a time for four independent chains.
+ * A decoding step streams every weight of the model from memory once, so
+ * each pass over 32 weights prefetches the line PF_AHEAD weights on: a
+ * steady stream as far ahead of the loads as memory latency needs (4 KB,
+ * measured against 2 and 8 KB), where a burst of a whole row's lines every
+ * few rows left rows of several-sequence products waiting on memory. */
+#define PF_AHEAD 2048
 
-
-
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static inline void
-prefetch_row(const uint16_t *r, int K) {
-    for (int k = 0; k < K; k += 32)
-        _mm_prefetch((const char *)(r + k), _MM_HINT_T0);
-}
-
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static inline __m512
-load_h16(const uint16_t *p) {
+AVX512 static inline __m512 load_h16(const uint16_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
 
 /* The same sums as gemv_f16_avx512's row pairs, row by row, for M rows of
  * x: a row's result does not depend on how many sequences share the step.
  * Inlined with M a constant, so the accumulators stay in registers. */
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static inline
-    __attribute__((always_inline)) void
-    f16_rows_fixed(float *y, const float *x, const int M, int K, int N, const uint16_t *w, int n,
-                   int n1) {
+AVX512 static inline __attribute__((always_inline)) void f16_rows_fixed(float *y, const float *x,
+                                                                        const int M, int K, int N,
+                                                                        const uint16_t *w, int n,
+                                                                        int n1) {
     for (; n < n1; n++) {
         const uint16_t *r = w + (size_t)n * K;
-        if (n + PF_FIX < n1) prefetch_row(r + (size_t)PF_FIX * K, K);
         __m512 acc[GEMM_MIN_ROWS], acc2[GEMM_MIN_ROWS];
         for (int m = 0; m < M; m++)
             acc[m] = acc2[m] = _mm512_setzero_ps();
         int k = 0;
         for (; k + 32 <= K; k += 32) {
+            _mm_prefetch((const char *)(r + k + PF_AHEAD), _MM_HINT_T0);
             __m512 w0 = load_h16(r + k), w1 = load_h16(r + k + 16);
             for (int m = 0; m < M; m++) {
                 const float *xm = x + (size_t)m * K + k;
@@ -166,20 +160,18 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) stat
     }
 }
 
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))) static void
-gemv_f16_avx512(float *y, const float *x, int M, int K, int N, const uint16_t *w, int n0, int n1) {
+AVX512 static void gemv_f16_avx512(float *y, const float *x, int M, int K, int N, const uint16_t *w,
+                                   int n0, int n1) {
     int n = n0;
     if (M == 1) {
         for (; n + 2 <= n1; n += 2) {
             const uint16_t *r0 = w + (size_t)n * K, *r1 = r0 + K;
-            if (n + PF_ROWS + 1 < n1) {
-                prefetch_row(r0 + (size_t)PF_ROWS * K, K);
-                prefetch_row(r1 + (size_t)PF_ROWS * K, K);
-            }
             __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
             __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
             int k = 0;
             for (; k + 32 <= K; k += 32) {
+                _mm_prefetch((const char *)(r0 + k + PF_AHEAD), _MM_HINT_T0);
+                _mm_prefetch((const char *)(r1 + k + PF_AHEAD), _MM_HINT_T0);
                 __m512 x0 = _mm512_loadu_ps(x + k), x1 = _mm512_loadu_ps(x + k + 16);
                 a0 = _mm512_fmadd_ps(load_h16(r0 + k), x0, a0);
                 a1 = _mm512_fmadd_ps(load_h16(r0 + k + 16), x1, a1);
@@ -433,7 +425,6 @@ __attribute__((target("avx2,fma"))) static void gelu_avx2(float *x, size_t n) {
 #endif
 
 #if HAVE_X86
-#define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")))
 /* exp(x) for 16 floats, as exp8 but scaling by 2^n with vscalefps, which
  * saturates to 0 and +inf by itself. */
 AVX512 static inline __m512 exp16(__m512 x) {
@@ -619,10 +610,9 @@ void op_attention(float *out, int ld_out, const float *q, const float *k, const 
 
 /* The decoder's caches hold f16 (as whisper.cpp's do): a step reads every
  * cached key and value of every layer, so their width is a good part of the
- * bytes a token costs. Keys and values are widened KV_BLOCK rows at a time
- * into a buffer that stays in L1, and each widened block serves every query
- * of the call: the beams of a step share one read of the window's
- * cross-attention cache. */
+ * bytes a token costs. Self-attention's keys and values are widened
+ * KV_BLOCK rows at a time into a buffer that stays in L1, and each widened
+ * block serves every query of the call (the new tokens of one sequence). */
 #define KV_BLOCK 64
 
 static void widen_kv_scalar(float *dst, const uint16_t *src, int n, int dh, int ld) {
@@ -756,4 +746,223 @@ double encoder_flops(const WhisperHparams *hp) {
                    + 2.0 * T * T * S * 2      /* scores and weighted sum */
                    + 2.0 * T * S * 4 * S * 2; /* mlp */
     return conv + layer * hp->n_audio_layer;
+}
+
+/* ---- Decoder cross-attention over a window's f16 cache ----------------- */
+
+/* A window's cross-attention keys are stored transposed, one row of n_kv
+ * keys per dimension ([dh][ld_kt]), and its values as rows ([n_kv][dh]).
+ * Then a block of 64 scores of a query is 64/16 vector accumulators, each
+ * fed one key dimension at a time, with no sum across lanes; and one
+ * conversion of each key and value serves every query of a step: the beams
+ * of one window, or the sequences of a batch that share it. Each score and
+ * each output is summed in the same order whatever the number of queries
+ * beside it, so a batch gives every sequence what it would get alone. */
+#define KT_BLOCK 64
+#define KT_GROUP 6 /* queries per pass: their accumulators fill the registers */
+
+static void cross_scores_scalar(float *s, const float *q, int ld_q, int n_q, const uint16_t *kt,
+                                int ld_kt, int n_kv, int dh, float scale) {
+    for (int i = 0; i < n_q; i++)
+        for (int j = 0; j < n_kv; j++) {
+            float acc = 0;
+            for (int c = 0; c < dh; c++)
+                acc += q[(size_t)i * ld_q + c] * di_f16_to_f32(kt[(size_t)c * ld_kt + j]);
+            s[(size_t)i * n_kv + j] = acc * scale;
+        }
+}
+
+static void cross_weigh_scalar(float *out, int ld_out, const float *p, int n_q, const uint16_t *v,
+                               int n_kv, int dh) {
+    for (int i = 0; i < n_q; i++)
+        for (int c = 0; c < dh; c++) {
+            float acc = 0;
+            for (int j = 0; j < n_kv; j++)
+                acc += p[(size_t)i * n_kv + j] * di_f16_to_f32(v[(size_t)j * dh + c]);
+            out[(size_t)i * ld_out + c] = acc;
+        }
+}
+
+#if HAVE_X86
+
+/* NQ queries against keys j0..j0+nk (nk <= 64): four accumulators each. */
+AVX512 static inline __attribute__((always_inline)) void
+cross_scores_block(float *s, const float *q, int ld_q, const int NQ, const uint16_t *kt, int ld_kt,
+                   int n_kv, int j0, int nk, int dh, float scale) {
+    __m512 acc[KT_GROUP][4];
+    __mmask16 mask[4];
+    for (int t = 0; t < 4; t++) {
+        int left = nk - 16 * t;
+        mask[t] = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+    }
+    for (int i = 0; i < NQ; i++)
+        for (int t = 0; t < 4; t++)
+            acc[i][t] = _mm512_setzero_ps();
+    for (int c = 0; c < dh; c++) {
+        const uint16_t *row = kt + (size_t)c * ld_kt + j0;
+        /* The next block of this dimension's row: 64 rows are read at once,
+         * more streams than the hardware prefetcher follows. */
+        _mm_prefetch((const char *)(row + KT_BLOCK), _MM_HINT_T0);
+        _mm_prefetch((const char *)(row + KT_BLOCK + 32), _MM_HINT_T0);
+        __m512 k[4];
+        for (int t = 0; t < 4; t++)
+            k[t] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask[t], row + 16 * t));
+        for (int i = 0; i < NQ; i++) {
+            __m512 b = _mm512_set1_ps(q[(size_t)i * ld_q + c]);
+            for (int t = 0; t < 4; t++)
+                acc[i][t] = _mm512_fmadd_ps(b, k[t], acc[i][t]);
+        }
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    for (int i = 0; i < NQ; i++)
+        for (int t = 0; t < 4; t++)
+            _mm512_mask_storeu_ps(s + (size_t)i * n_kv + j0 + 16 * t, mask[t],
+                                  _mm512_mul_ps(acc[i][t], sc));
+}
+
+/* NQ queries' weighted sums of the values, ND = dh / 16 accumulators each. */
+AVX512 static inline __attribute__((always_inline)) void
+cross_weigh_group(float *out, int ld_out, const float *p, const int NQ, const uint16_t *v, int n_kv,
+                  int dh) {
+    const int ND = dh / 16;
+    __m512 acc[KT_GROUP][4];
+    for (int i = 0; i < NQ; i++)
+        for (int t = 0; t < ND; t++)
+            acc[i][t] = _mm512_setzero_ps();
+    for (int j = 0; j < n_kv; j++) {
+        const uint16_t *row = v + (size_t)j * dh;
+        _mm_prefetch((const char *)(row + KT_BLOCK * dh), _MM_HINT_T0);
+        if (dh > 32) _mm_prefetch((const char *)(row + KT_BLOCK * dh + 32), _MM_HINT_T0);
+        __m512 vv[4];
+        for (int t = 0; t < ND; t++)
+            vv[t] = load_h16(row + 16 * t);
+        for (int i = 0; i < NQ; i++) {
+            __m512 b = _mm512_set1_ps(p[(size_t)i * n_kv + j]);
+            for (int t = 0; t < ND; t++)
+                acc[i][t] = _mm512_fmadd_ps(b, vv[t], acc[i][t]);
+        }
+    }
+    for (int i = 0; i < NQ; i++)
+        for (int t = 0; t < ND; t++)
+            _mm512_storeu_ps(out + (size_t)i * ld_out + 16 * t, acc[i][t]);
+}
+
+/* Constant group sizes, so each instance keeps its accumulators in registers. */
+#define CROSS_DISPATCH(call, nq)                                                                   \
+    switch (nq) {                                                                                  \
+    case 1:                                                                                        \
+        call(1);                                                                                   \
+        break;                                                                                     \
+    case 2:                                                                                        \
+        call(2);                                                                                   \
+        break;                                                                                     \
+    case 3:                                                                                        \
+        call(3);                                                                                   \
+        break;                                                                                     \
+    case 4:                                                                                        \
+        call(4);                                                                                   \
+        break;                                                                                     \
+    case 5:                                                                                        \
+        call(5);                                                                                   \
+        break;                                                                                     \
+    default:                                                                                       \
+        call(6);                                                                                   \
+        break;                                                                                     \
+    }
+
+AVX512 static void cross_attention_avx512(float *out, int ld_out, const float *q, int ld_q,
+                                          const uint16_t *kt, int ld_kt, const uint16_t *v, int n_q,
+                                          int n_kv, int dh, float scale, float *scores) {
+    for (int i0 = 0; i0 < n_q; i0 += KT_GROUP) {
+        int nq = n_q - i0 < KT_GROUP ? n_q - i0 : KT_GROUP;
+        const float *qg = q + (size_t)i0 * ld_q;
+        float *sg = scores + (size_t)i0 * n_kv;
+        for (int j0 = 0; j0 < n_kv; j0 += KT_BLOCK) {
+            int nk = n_kv - j0 < KT_BLOCK ? n_kv - j0 : KT_BLOCK;
+#define SCORES(NQ) cross_scores_block(sg, qg, ld_q, NQ, kt, ld_kt, n_kv, j0, nk, dh, scale)
+            CROSS_DISPATCH(SCORES, nq)
+#undef SCORES
+        }
+    }
+    softmax_rows(scores, n_q, n_kv, -1);
+    for (int i0 = 0; i0 < n_q; i0 += KT_GROUP) {
+        int nq = n_q - i0 < KT_GROUP ? n_q - i0 : KT_GROUP;
+        float *og = out + (size_t)i0 * ld_out;
+        const float *pg = scores + (size_t)i0 * n_kv;
+#define WEIGH(NQ) cross_weigh_group(og, ld_out, pg, NQ, v, n_kv, dh)
+        CROSS_DISPATCH(WEIGH, nq)
+#undef WEIGH
+    }
+}
+
+/* Without AVX-512: one query at a time, 32 keys per pass; the same sums in
+ * the same order as above, a lane per key or per output. */
+#define KT_BLOCK_AVX2 32
+__attribute__((target("avx2,fma,f16c"))) static void
+cross_attention_avx2(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kt,
+                     int ld_kt, const uint16_t *v, int n_q, int n_kv, int dh, float scale,
+                     float *scores) {
+    for (int i = 0; i < n_q; i++) {
+        const float *qi = q + (size_t)i * ld_q;
+        float *si = scores + (size_t)i * n_kv;
+        int j0 = 0;
+        for (; j0 + KT_BLOCK_AVX2 <= n_kv; j0 += KT_BLOCK_AVX2) {
+            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                             _mm256_setzero_ps()};
+            for (int c = 0; c < dh; c++) {
+                const uint16_t *row = kt + (size_t)c * ld_kt + j0;
+                _mm_prefetch((const char *)(row + KT_BLOCK), _MM_HINT_T0);
+                __m256 b = _mm256_set1_ps(qi[c]);
+                for (int t = 0; t < 4; t++)
+                    acc[t] = _mm256_fmadd_ps(
+                        b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * t))),
+                        acc[t]);
+            }
+            for (int t = 0; t < 4; t++)
+                _mm256_storeu_ps(si + j0 + 8 * t, _mm256_mul_ps(acc[t], _mm256_set1_ps(scale)));
+        }
+        for (; j0 < n_kv; j0++) {
+            float acc = 0;
+            for (int c = 0; c < dh; c++)
+                acc = fmaf(qi[c], di_f16_to_f32(kt[(size_t)c * ld_kt + j0]), acc);
+            si[j0] = acc * scale;
+        }
+    }
+    softmax_rows(scores, n_q, n_kv, -1);
+    for (int i = 0; i < n_q; i++) {
+        const float *p = scores + (size_t)i * n_kv;
+        __m256 acc[8];
+        int nd = dh / 8;
+        for (int t = 0; t < nd; t++)
+            acc[t] = _mm256_setzero_ps();
+        for (int j = 0; j < n_kv; j++) {
+            const uint16_t *row = v + (size_t)j * dh;
+            _mm_prefetch((const char *)(row + KT_BLOCK * dh), _MM_HINT_T0);
+            __m256 b = _mm256_set1_ps(p[j]);
+            for (int t = 0; t < nd; t++)
+                acc[t] = _mm256_fmadd_ps(
+                    b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * t))), acc[t]);
+        }
+        for (int t = 0; t < nd; t++)
+            _mm256_storeu_ps(out + (size_t)i * ld_out + 8 * t, acc[t]);
+    }
+}
+#endif
+
+void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kt,
+                            int ld_kt, const uint16_t *v, int n_q, int n_kv, int dh, float scale,
+                            float *scores) {
+#if HAVE_X86
+    if ((di_cpu_features() & DI_CPU_AVX512) && dh % 16 == 0 && dh <= 64) {
+        cross_attention_avx512(out, ld_out, q, ld_q, kt, ld_kt, v, n_q, n_kv, dh, scale, scores);
+        return;
+    }
+    if (cpu_has_avx2() && dh % 8 == 0 && dh <= 64) {
+        cross_attention_avx2(out, ld_out, q, ld_q, kt, ld_kt, v, n_q, n_kv, dh, scale, scores);
+        return;
+    }
+#endif
+    cross_scores_scalar(scores, q, ld_q, n_q, kt, ld_kt, n_kv, dh, scale);
+    softmax_rows(scores, n_q, n_kv, -1);
+    cross_weigh_scalar(out, ld_out, scores, n_q, v, n_kv, dh);
 }

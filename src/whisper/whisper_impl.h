@@ -193,6 +193,13 @@ void op_attention(float *out, int ld_out, const float *q, const float *k, const 
 void op_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *k,
                       const uint16_t *v, int ld_kv, int n_q, int n_kv, int dh, float scale,
                       int causal_base, float *scores, float *kvbuf);
+/* Attention of n_q queries (rows ld_q apart) against a window's f16 cache:
+ * keys transposed, kt[c][j] at kt + c * ld_kt + j, values v[j][c] at
+ * v + j * dh + c; no mask. Each output row is what that query gives alone.
+ * scores holds n_q*n_kv. */
+void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kt,
+                            int ld_kt, const uint16_t *v, int n_q, int n_kv, int dh, float scale,
+                            float *scores);
 /* Fills wbuf-sized scratch per thread: floats available to each thread. */
 float *op_thread_scratch(WhisperState *st, int thread, size_t *n);
 
