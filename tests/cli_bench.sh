@@ -136,7 +136,8 @@ hp, _ = read_model(model)
 S, T, M = hp['n_audio_state'], hp['n_audio_ctx'], hp['n_mels']
 conv = 2 * (2 * T) * 3 * M * S + 2 * T * 3 * S * S
 layer = 2 * T * S * S * 4 + 2 * T * T * S * 2 + 2 * T * S * 4 * S * 2
-assert abs(b['encoder_gflop'] - (conv + layer * hp['n_audio_layer']) / 1e9) < 1e-3, b"
+cross = 2 * 2 * T * S * hp['n_text_state'] * hp['n_text_layer']  # decoder's keys and values
+assert abs(b['encoder_gflop'] - (conv + layer * hp['n_audio_layer'] + cross) / 1e9) < 1e-3, b"
 
 # Several files, one by one and as one batch: the counts are the engine's
 # own, and the figures agree with one another.

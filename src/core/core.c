@@ -103,9 +103,20 @@ static int read_cpu_features(void) {
     return f;
 }
 
+/* DIARIST_CPU caps what is used: "avx2" (no AVX-512) or "portable" (plain
+ * C), to reproduce another machine's numbers or test every kernel path on
+ * one machine; anything else, or unset, uses all the CPU has. */
+static int capped_cpu_features(void) {
+    int f = read_cpu_features();
+    const char *cap = getenv("DIARIST_CPU");
+    if (cap && !strcmp(cap, "avx2")) f &= DI_CPU_AVX2_FMA_F16C;
+    if (cap && !strcmp(cap, "portable")) f = 0;
+    return f;
+}
+
 int di_cpu_features(void) {
     static int cached = -1;
-    if (cached < 0) cached = read_cpu_features(); /* idempotent, so a race is harmless */
+    if (cached < 0) cached = capped_cpu_features(); /* idempotent, so a race is harmless */
     return cached;
 }
 

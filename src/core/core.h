@@ -49,7 +49,7 @@ void di_log(const char *level, const char *fmt, ...) __attribute__((format(print
 
 /* What this CPU can run, read once through cpuid (x86-64; all 0 elsewhere).
  * Every instruction-set choice in diarist asks here, so gcc and clang
- * builds decide alike. */
+ * builds decide alike. DIARIST_CPU=avx2 or =portable caps it. */
 enum {
     DI_CPU_AVX2_FMA_F16C = 1, /* with the OS saving AVX state */
     DI_CPU_AVX512 = 2,        /* F, BW, DQ and VL, with the OS saving their state */

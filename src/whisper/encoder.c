@@ -83,7 +83,8 @@ typedef struct {
     EncBufs *b;
     int T, S, n_head, dh;
     float scale;
-    float *qh, *kh, *vh; /* [n_head][T][dh] */
+    float *qh, *kh, *vh; /* [n_head][T][dh]; kh [n_head][dh][T] when kt */
+    int kt;
 } AttnJob;
 
 /* Copies one head of a [T][S] matrix into a contiguous [T][dh] block of
@@ -94,15 +95,25 @@ typedef struct {
     const float *src;
     float *dst;
     int T, S, dh;
+    int transpose; /* [n_head][dh][T] instead */
 } HeadsJob;
 
 static void heads_task(void *ctx, int head, int thread) {
     (void)thread;
     HeadsJob *j = ctx;
     float *dst = j->dst + (size_t)head * j->T * j->dh;
-    for (int t = 0; t < j->T; t++)
-        memcpy(dst + (size_t)t * j->dh, j->src + (size_t)t * j->S + (size_t)head * j->dh,
-               (size_t)j->dh * sizeof(float));
+    const float *src = j->src + (size_t)head * j->dh;
+    if (!j->transpose) {
+        for (int t = 0; t < j->T; t++)
+            memcpy(dst + (size_t)t * j->dh, src + (size_t)t * j->S, (size_t)j->dh * sizeof(float));
+        return;
+    }
+    for (int t0 = 0; t0 < j->T; t0 += 64) { /* 64 rows in, 64 runs out: all in L1 */
+        int t1 = j->T - t0 < 64 ? j->T : t0 + 64;
+        for (int c = 0; c < j->dh; c++)
+            for (int t = t0; t < t1; t++)
+                dst[(size_t)c * j->T + t] = src[(size_t)t * j->S + c];
+    }
 }
 
 static void enc_attn_task(void *ctx, int i, int thread) {
@@ -114,8 +125,13 @@ static void enc_attn_task(void *ctx, int i, int thread) {
     float *scores = j->b->scores + (size_t)thread * ATTN_QUERY_BLOCK * j->T;
     /* The output goes back to the [T][S] layout the next product reads. */
     float *out = j->b->v + (size_t)q0 * j->S + (size_t)head * j->dh;
-    op_attention(out, j->S, j->qh + hoff + (size_t)q0 * j->dh, j->kh + hoff, j->vh + hoff, nq, j->T,
-                 j->dh, j->dh, j->scale, -1, scores);
+    const float *q = j->qh + hoff + (size_t)q0 * j->dh;
+    if (j->kt)
+        op_attention_kt(out, j->S, q, j->dh, j->kh + hoff, j->T, j->vh + hoff, nq, j->T, j->dh,
+                        j->scale, scores);
+    else
+        op_attention(out, j->S, q, j->kh + hoff, j->vh + hoff, nq, j->T, j->dh, j->dh, j->scale, -1,
+                     scores);
 }
 
 static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
@@ -130,11 +146,12 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     op_matmul(st, b->v, b->h, T, S, &L->attn.v_w, &L->attn.v_b);
     /* Head-major copies, each into the buffer the previous one freed:
      * q -> h (done with), k -> q, v -> k; the heads' output goes to v. */
+    int dh = S / H, kt = op_attention_kt_fast(dh);
     HeadsJob hj[3] = {
-        {b->q, b->h, T, S, S / H}, {b->k, b->q, T, S, S / H}, {b->v, b->k, T, S, S / H}};
+        {b->q, b->h, T, S, dh, 0}, {b->k, b->q, T, S, dh, kt}, {b->v, b->k, T, S, dh, 0}};
     for (int c = 0; c < 3; c++)
         di_pool_run(st->pool, H, heads_task, &hj[c]);
-    AttnJob aj = {b, T, S, H, S / H, 1.0f / sqrtf((float)(S / H)), b->h, b->q, b->k};
+    AttnJob aj = {b, T, S, H, dh, 1.0f / sqrtf((float)dh), b->h, b->q, b->k, kt};
     di_pool_run(st->pool, H * ((T + ATTN_QUERY_BLOCK - 1) / ATTN_QUERY_BLOCK), enc_attn_task, &aj);
     op_matmul(st, b->h, b->v, T, S, &L->attn.o_w, &L->attn.o_b);
     for (size_t i = 0; i < TS; i++)

@@ -745,7 +745,11 @@ double encoder_flops(const WhisperHparams *hp) {
     double layer = 2.0 * T * S * S * 4        /* q, k, v, out */
                    + 2.0 * T * T * S * 2      /* scores and weighted sum */
                    + 2.0 * T * S * 4 * S * 2; /* mlp */
-    return conv + layer * hp->n_audio_layer;
+    /* whisper_encode also projects its output into every decoder layer's
+     * cross-attention keys and values (as whisper.cpp's encode does), and
+     * the time measured includes them. */
+    double cross = 2.0 * 2.0 * T * S * hp->n_text_state * hp->n_text_layer;
+    return conv + layer * hp->n_audio_layer + cross;
 }
 
 /* ---- Decoder cross-attention over a window's f16 cache ----------------- */
@@ -761,34 +765,55 @@ double encoder_flops(const WhisperHparams *hp) {
 #define KT_BLOCK 64
 #define KT_GROUP 6 /* queries per pass: their accumulators fill the registers */
 
-static void cross_scores_scalar(float *s, const float *q, int ld_q, int n_q, const uint16_t *kt,
-                                int ld_kt, int n_kv, int dh, float scale) {
-    for (int i = 0; i < n_q; i++)
+static inline float kv_at(const void *p, size_t i, int f16) {
+    return f16 ? di_f16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
+/* Portable: one query at a time, the same layouts. */
+static void kt_attention_scalar(float *out, int ld_out, const float *q, int ld_q, const void *kt,
+                                int ld_kt, const void *v, int f16, int n_q, int n_kv, int dh,
+                                float scale, float *scores) {
+    for (int i = 0; i < n_q; i++) {
+        const float *qi = q + (size_t)i * ld_q;
         for (int j = 0; j < n_kv; j++) {
             float acc = 0;
             for (int c = 0; c < dh; c++)
-                acc += q[(size_t)i * ld_q + c] * di_f16_to_f32(kt[(size_t)c * ld_kt + j]);
-            s[(size_t)i * n_kv + j] = acc * scale;
+                acc += qi[c] * kv_at(kt, (size_t)c * ld_kt + j, f16);
+            scores[j] = acc * scale;
         }
-}
-
-static void cross_weigh_scalar(float *out, int ld_out, const float *p, int n_q, const uint16_t *v,
-                               int n_kv, int dh) {
-    for (int i = 0; i < n_q; i++)
+        softmax_rows(scores, 1, n_kv, -1);
         for (int c = 0; c < dh; c++) {
             float acc = 0;
             for (int j = 0; j < n_kv; j++)
-                acc += p[(size_t)i * n_kv + j] * di_f16_to_f32(v[(size_t)j * dh + c]);
+                acc += scores[j] * kv_at(v, (size_t)j * dh + c, f16);
             out[(size_t)i * ld_out + c] = acc;
         }
+    }
 }
 
 #if HAVE_X86
 
+/* 16 keys or values from a row of f16 (F16) or f32, lanes outside m zero. */
+AVX512 static inline __attribute__((always_inline)) __m512 load_kv16(const void *p, size_t i,
+                                                                     const int F16, __mmask16 m) {
+    return F16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i))
+               : _mm512_maskz_loadu_ps(m, (const float *)p + i);
+}
+
+/* The line after each of n elements of a row from p on, ahead of use: the
+ * kernels below read 64 rows at once, more streams than the hardware
+ * prefetcher follows. */
+AVX512 static inline __attribute__((always_inline)) void prefetch_kv(const void *p, size_t i, int n,
+                                                                     const int F16) {
+    const char *c = (const char *)p + i * (F16 ? 2 : 4);
+    for (int b = 0; b < n * (F16 ? 2 : 4); b += 64)
+        _mm_prefetch(c + b, _MM_HINT_T0);
+}
+
 /* NQ queries against keys j0..j0+nk (nk <= 64): four accumulators each. */
 AVX512 static inline __attribute__((always_inline)) void
-cross_scores_block(float *s, const float *q, int ld_q, const int NQ, const uint16_t *kt, int ld_kt,
-                   int n_kv, int j0, int nk, int dh, float scale) {
+kt_scores_block(float *s, int ld_s, const float *q, int ld_q, const int NQ, const void *kt,
+                int ld_kt, const int F16, int j0, int nk, int dh, float scale) {
     __m512 acc[KT_GROUP][4];
     __mmask16 mask[4];
     for (int t = 0; t < 4; t++) {
@@ -799,14 +824,11 @@ cross_scores_block(float *s, const float *q, int ld_q, const int NQ, const uint1
         for (int t = 0; t < 4; t++)
             acc[i][t] = _mm512_setzero_ps();
     for (int c = 0; c < dh; c++) {
-        const uint16_t *row = kt + (size_t)c * ld_kt + j0;
-        /* The next block of this dimension's row: 64 rows are read at once,
-         * more streams than the hardware prefetcher follows. */
-        _mm_prefetch((const char *)(row + KT_BLOCK), _MM_HINT_T0);
-        _mm_prefetch((const char *)(row + KT_BLOCK + 32), _MM_HINT_T0);
+        size_t row = (size_t)c * ld_kt + j0;
+        prefetch_kv(kt, row + KT_BLOCK, KT_BLOCK, F16); /* this dimension's next block */
         __m512 k[4];
         for (int t = 0; t < 4; t++)
-            k[t] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask[t], row + 16 * t));
+            k[t] = load_kv16(kt, row + 16 * t, F16, mask[t]);
         for (int i = 0; i < NQ; i++) {
             __m512 b = _mm512_set1_ps(q[(size_t)i * ld_q + c]);
             for (int t = 0; t < 4; t++)
@@ -816,85 +838,111 @@ cross_scores_block(float *s, const float *q, int ld_q, const int NQ, const uint1
     __m512 sc = _mm512_set1_ps(scale);
     for (int i = 0; i < NQ; i++)
         for (int t = 0; t < 4; t++)
-            _mm512_mask_storeu_ps(s + (size_t)i * n_kv + j0 + 16 * t, mask[t],
+            _mm512_mask_storeu_ps(s + (size_t)i * ld_s + j0 + 16 * t, mask[t],
                                   _mm512_mul_ps(acc[i][t], sc));
 }
 
-/* NQ queries' weighted sums of the values, ND = dh / 16 accumulators each. */
+/* NQ queries' weighted sums of the values: four accumulators each, lanes
+ * past dh (<= 64) masked off, so the count is a constant and they stay in
+ * registers. */
 AVX512 static inline __attribute__((always_inline)) void
-cross_weigh_group(float *out, int ld_out, const float *p, const int NQ, const uint16_t *v, int n_kv,
-                  int dh) {
-    const int ND = dh / 16;
+kt_weigh_group(float *out, int ld_out, const float *p, int ld_p, const int NQ, const void *v,
+               const int F16, int n_kv, int dh) {
     __m512 acc[KT_GROUP][4];
+    __mmask16 mask[4];
+    for (int t = 0; t < 4; t++) {
+        int left = dh - 16 * t;
+        mask[t] = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+    }
     for (int i = 0; i < NQ; i++)
-        for (int t = 0; t < ND; t++)
+        for (int t = 0; t < 4; t++)
             acc[i][t] = _mm512_setzero_ps();
     for (int j = 0; j < n_kv; j++) {
-        const uint16_t *row = v + (size_t)j * dh;
-        _mm_prefetch((const char *)(row + KT_BLOCK * dh), _MM_HINT_T0);
-        if (dh > 32) _mm_prefetch((const char *)(row + KT_BLOCK * dh + 32), _MM_HINT_T0);
+        size_t row = (size_t)j * dh;
+        prefetch_kv(v, row + (size_t)KT_BLOCK * dh, dh, F16);
         __m512 vv[4];
-        for (int t = 0; t < ND; t++)
-            vv[t] = load_h16(row + 16 * t);
+        for (int t = 0; t < 4; t++)
+            vv[t] = load_kv16(v, row + 16 * t, F16, mask[t]);
         for (int i = 0; i < NQ; i++) {
-            __m512 b = _mm512_set1_ps(p[(size_t)i * n_kv + j]);
-            for (int t = 0; t < ND; t++)
+            __m512 b = _mm512_set1_ps(p[(size_t)i * ld_p + j]);
+            for (int t = 0; t < 4; t++)
                 acc[i][t] = _mm512_fmadd_ps(b, vv[t], acc[i][t]);
         }
     }
     for (int i = 0; i < NQ; i++)
-        for (int t = 0; t < ND; t++)
-            _mm512_storeu_ps(out + (size_t)i * ld_out + 16 * t, acc[i][t]);
+        for (int t = 0; t < 4; t++)
+            _mm512_mask_storeu_ps(out + (size_t)i * ld_out + 16 * t, mask[t], acc[i][t]);
 }
 
-/* Constant group sizes, so each instance keeps its accumulators in registers. */
-#define CROSS_DISPATCH(call, nq)                                                                   \
-    switch (nq) {                                                                                  \
-    case 1:                                                                                        \
-        call(1);                                                                                   \
-        break;                                                                                     \
-    case 2:                                                                                        \
-        call(2);                                                                                   \
-        break;                                                                                     \
-    case 3:                                                                                        \
-        call(3);                                                                                   \
-        break;                                                                                     \
-    case 4:                                                                                        \
-        call(4);                                                                                   \
-        break;                                                                                     \
-    case 5:                                                                                        \
-        call(5);                                                                                   \
-        break;                                                                                     \
-    default:                                                                                       \
-        call(6);                                                                                   \
-        break;                                                                                     \
+/* One group of NQ queries, start to end: its scores (NQ rows of n_kv) stay
+ * in L1 from the products through the softmax to the weighted sum. */
+AVX512 static inline __attribute__((always_inline)) void
+kt_attention_group(float *out, int ld_out, const float *q, int ld_q, const int NQ, const void *kt,
+                   int ld_kt, const void *v, const int F16, int n_kv, int dh, float scale,
+                   float *scores) {
+    for (int j0 = 0; j0 < n_kv; j0 += KT_BLOCK) {
+        int nk = n_kv - j0 < KT_BLOCK ? n_kv - j0 : KT_BLOCK;
+        kt_scores_block(scores, n_kv, q, ld_q, NQ, kt, ld_kt, F16, j0, nk, dh, scale);
     }
+    softmax_rows(scores, NQ, n_kv, -1);
+    kt_weigh_group(out, ld_out, scores, n_kv, NQ, v, F16, n_kv, dh);
+}
 
-AVX512 static void cross_attention_avx512(float *out, int ld_out, const float *q, int ld_q,
-                                          const uint16_t *kt, int ld_kt, const uint16_t *v, int n_q,
-                                          int n_kv, int dh, float scale, float *scores) {
+/* Constant group sizes and types, so each instance keeps its accumulators
+ * in registers. */
+#define KT_GROUP_CASE(NQ)                                                                          \
+    case NQ:                                                                                       \
+        if (f16)                                                                                   \
+            kt_attention_group(og, ld_out, qg, ld_q, NQ, kt, ld_kt, v, 1, n_kv, dh, scale,         \
+                               scores);                                                            \
+        else                                                                                       \
+            kt_attention_group(og, ld_out, qg, ld_q, NQ, kt, ld_kt, v, 0, n_kv, dh, scale,         \
+                               scores);                                                            \
+        break;
+
+AVX512 static void kt_attention_avx512(float *out, int ld_out, const float *q, int ld_q,
+                                       const void *kt, int ld_kt, const void *v, int f16, int n_q,
+                                       int n_kv, int dh, float scale, float *scores) {
     for (int i0 = 0; i0 < n_q; i0 += KT_GROUP) {
-        int nq = n_q - i0 < KT_GROUP ? n_q - i0 : KT_GROUP;
         const float *qg = q + (size_t)i0 * ld_q;
-        float *sg = scores + (size_t)i0 * n_kv;
-        for (int j0 = 0; j0 < n_kv; j0 += KT_BLOCK) {
-            int nk = n_kv - j0 < KT_BLOCK ? n_kv - j0 : KT_BLOCK;
-#define SCORES(NQ) cross_scores_block(sg, qg, ld_q, NQ, kt, ld_kt, n_kv, j0, nk, dh, scale)
-            CROSS_DISPATCH(SCORES, nq)
-#undef SCORES
+        float *og = out + (size_t)i0 * ld_out;
+        switch (n_q - i0 < KT_GROUP ? n_q - i0 : KT_GROUP) {
+            KT_GROUP_CASE(1)
+            KT_GROUP_CASE(2)
+            KT_GROUP_CASE(3)
+            KT_GROUP_CASE(4)
+            KT_GROUP_CASE(5)
+            KT_GROUP_CASE(6)
         }
     }
-    softmax_rows(scores, n_q, n_kv, -1);
-    for (int i0 = 0; i0 < n_q; i0 += KT_GROUP) {
-        int nq = n_q - i0 < KT_GROUP ? n_q - i0 : KT_GROUP;
-        float *og = out + (size_t)i0 * ld_out;
-        const float *pg = scores + (size_t)i0 * n_kv;
-#define WEIGH(NQ) cross_weigh_group(og, ld_out, pg, NQ, v, n_kv, dh)
-        CROSS_DISPATCH(WEIGH, nq)
-#undef WEIGH
-    }
 }
 
+static int kt_avx512_fits(int dh) {
+    return (di_cpu_features() & DI_CPU_AVX512) && dh <= 64;
+}
+#endif
+
+int op_attention_kt_fast(int dh) {
+#if HAVE_X86
+    return kt_avx512_fits(dh);
+#else
+    (void)dh;
+    return 0;
+#endif
+}
+
+void op_attention_kt(float *out, int ld_out, const float *q, int ld_q, const float *kt, int ld_kt,
+                     const float *v, int n_q, int n_kv, int dh, float scale, float *scores) {
+#if HAVE_X86
+    if (kt_avx512_fits(dh)) {
+        kt_attention_avx512(out, ld_out, q, ld_q, kt, ld_kt, v, 0, n_q, n_kv, dh, scale, scores);
+        return;
+    }
+#endif
+    kt_attention_scalar(out, ld_out, q, ld_q, kt, ld_kt, v, 0, n_q, n_kv, dh, scale, scores);
+}
+
+#if HAVE_X86
 /* Without AVX-512: one query at a time, 32 keys per pass; the same sums in
  * the same order as above, a lane per key or per output. */
 #define KT_BLOCK_AVX2 32
@@ -953,8 +1001,8 @@ void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, co
                             int ld_kt, const uint16_t *v, int n_q, int n_kv, int dh, float scale,
                             float *scores) {
 #if HAVE_X86
-    if ((di_cpu_features() & DI_CPU_AVX512) && dh % 16 == 0 && dh <= 64) {
-        cross_attention_avx512(out, ld_out, q, ld_q, kt, ld_kt, v, n_q, n_kv, dh, scale, scores);
+    if (kt_avx512_fits(dh)) {
+        kt_attention_avx512(out, ld_out, q, ld_q, kt, ld_kt, v, 1, n_q, n_kv, dh, scale, scores);
         return;
     }
     if (cpu_has_avx2() && dh % 8 == 0 && dh <= 64) {
@@ -962,7 +1010,5 @@ void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, co
         return;
     }
 #endif
-    cross_scores_scalar(scores, q, ld_q, n_q, kt, ld_kt, n_kv, dh, scale);
-    softmax_rows(scores, n_q, n_kv, -1);
-    cross_weigh_scalar(out, ld_out, scores, n_q, v, n_kv, dh);
+    kt_attention_scalar(out, ld_out, q, ld_q, kt, ld_kt, v, 1, n_q, n_kv, dh, scale, scores);
 }

@@ -197,6 +197,12 @@ void op_attention_f16(float *out, int ld_out, const float *q, int ld_q, const ui
  * keys transposed, kt[c][j] at kt + c * ld_kt + j, values v[j][c] at
  * v + j * dh + c; no mask. Each output row is what that query gives alone.
  * scores holds n_q*n_kv. */
+/* The same for f32 keys and values (the encoder's heads, keys transposed):
+ * op_attention_kt_fast tells whether this CPU has the vector kernel for
+ * heads of dh; without it, op_attention (sgemm) is faster. */
+int op_attention_kt_fast(int dh);
+void op_attention_kt(float *out, int ld_out, const float *q, int ld_q, const float *kt, int ld_kt,
+                     const float *v, int n_q, int n_kv, int dh, float scale, float *scores);
 void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kt,
                             int ld_kt, const uint16_t *v, int n_q, int n_kv, int dh, float scale,
                             float *scores);
@@ -222,5 +228,6 @@ void quant_quantize_row(int type, const float *src, void *dst, int n);
 
 /* Floats of encoder scratch a state needs (encoder.c). */
 size_t encoder_scratch_floats(const WhisperHparams *hp, int n_threads);
-/* Encoder FLOPs per 30 s window (for benchmarks). */
+/* FLOPs of one whisper_encode (for benchmarks): the encoder and the
+ * decoder's cross-attention keys and values it projects. */
 double encoder_flops(const WhisperHparams *hp);
