@@ -60,6 +60,14 @@ static void gemv_rows_scalar(float *y, const float *x, int M, int K, int N, cons
     }
 }
 
+/* A decoding step streams every weight of the model from memory once, so
+ * the few-row kernels prefetch PF_AHEAD weights on, one line per pass over
+ * a line's worth of weights: a steady stream as far ahead of the loads as
+ * memory latency needs (4 KB of f16, measured against 2 and 8 KB), where a
+ * burst of a whole row's lines every few rows left rows of several-
+ * sequence products waiting on memory. */
+#define PF_AHEAD 2048
+
 #if HAVE_X86
 __attribute__((target("avx2,fma,f16c"))) static inline float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -86,6 +94,7 @@ static inline float load_w1(const Tensor *w, size_t off) {
 __attribute__((target("avx2,fma,f16c"))) static void
 gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, int n0, int n1) {
     int K8 = K & ~7;
+    size_t wsize = w->type == TENSOR_F16 ? 2 : 4;
     for (int n = n0; n < n1; n++) {
         size_t row = (size_t)n * K;
         __m256 acc[GEMM_MIN_ROWS], acc2[GEMM_MIN_ROWS];
@@ -93,6 +102,7 @@ gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, i
             acc[m] = acc2[m] = _mm256_setzero_ps();
         int k = 0;
         for (; k + 16 <= K8; k += 16) {
+            _mm_prefetch((const char *)w->data + (row + k + PF_AHEAD) * wsize, _MM_HINT_T0);
             __m256 w0 = load_w8(w, row + k), w1 = load_w8(w, row + k + 8);
             for (int m = 0; m < M; m++) {
                 const float *xm = x + (size_t)m * K + k;
@@ -116,14 +126,7 @@ gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, i
 #endif
 
 /* AVX-512 for f16 weights, the common case: 16 weights a conversion. One-
- * row products take two weight rows at a time for four independent chains.
- * A decoding step streams every weight of the model from memory once, so
- * each pass over 32 weights prefetches the line PF_AHEAD weights on: a
- * steady stream as far ahead of the loads as memory latency needs (4 KB,
- * measured against 2 and 8 KB), where a burst of a whole row's lines every
- * few rows left rows of several-sequence products waiting on memory. */
-#define PF_AHEAD 2048
-
+ * row products take two weight rows at a time for four independent chains. */
 AVX512 static inline __m512 load_h16(const uint16_t *p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
