@@ -143,17 +143,11 @@ static void dec_attn_task(void *ctx, int i, int thread) {
     }
 }
 
-static void add_rows(float *x, const float *y, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        x[i] += y[i];
-}
-
 static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, const DecSeq *seqs,
                           const CrossGroup *groups, int n_groups, int n_tok) {
     const WhisperHparams *hp = &st->model->hp;
     const Block *L = &st->model->w.dec[l];
     int S = hp->n_text_state, M = n_seq * n_tok;
-    size_t MS = (size_t)M * S;
     DecAttnJob aj = {st, b, seqs, groups, l, n_seq, n_tok, 0};
 
     /* Causal self-attention; the new keys and values join each cache first. */
@@ -169,23 +163,19 @@ static void decoder_block(WhisperState *st, DecBufs *b, int l, int n_seq, const 
                           n);
     }
     di_pool_run(st->pool, n_seq * hp->n_text_head, dec_attn_task, &aj);
-    op_matmul(st, b->h, b->a, M, S, &L->attn.o_w, &L->attn.o_b);
-    add_rows(b->x, b->h, MS);
+    op_matmul_ex(st, b->h, b->a, M, S, &L->attn.o_w, &L->attn.o_b, 0, b->x);
 
     /* Cross-attention over this window's audio. */
     op_layer_norm(st, b->h, b->x, M, S, &L->cross_ln_w, &L->cross_ln_b);
     op_matmul(st, b->q, b->h, M, S, &L->cross.q_w, &L->cross.q_b);
     aj.cross = 1;
     di_pool_run(st->pool, n_groups * hp->n_text_head, dec_attn_task, &aj);
-    op_matmul(st, b->h, b->a, M, S, &L->cross.o_w, &L->cross.o_b);
-    add_rows(b->x, b->h, MS);
+    op_matmul_ex(st, b->h, b->a, M, S, &L->cross.o_w, &L->cross.o_b, 0, b->x);
 
     /* MLP. */
     op_layer_norm(st, b->h, b->x, M, S, &L->mlp_ln_w, &L->mlp_ln_b);
-    op_matmul(st, b->f, b->h, M, S, &L->fc1_w, &L->fc1_b);
-    op_gelu(st, b->f, MS * 4);
-    op_matmul(st, b->h, b->f, M, 4 * S, &L->fc2_w, &L->fc2_b);
-    add_rows(b->x, b->h, MS);
+    op_matmul_ex(st, b->f, b->h, M, S, &L->fc1_w, &L->fc1_b, 1, NULL);
+    op_matmul_ex(st, b->h, b->f, M, 4 * S, &L->fc2_w, &L->fc2_b, 0, b->x);
 }
 
 int decoder_forward_seqs(WhisperState *st, int n_seq, const DecSeq *seqs, const int *tokens,

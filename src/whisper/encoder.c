@@ -137,7 +137,6 @@ static void enc_attn_task(void *ctx, int i, int thread) {
 static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     const WhisperHparams *hp = &st->model->hp;
     int T = hp->n_audio_ctx, S = hp->n_audio_state, H = hp->n_audio_head;
-    size_t TS = (size_t)T * S;
 
     /* Self-attention on the normalised input, added back to the residual. */
     op_layer_norm(st, b->h, b->x, T, S, &L->attn_ln_w, &L->attn_ln_b);
@@ -153,9 +152,7 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
         di_pool_run(st->pool, H, heads_task, &hj[c]);
     AttnJob aj = {b, T, S, H, dh, 1.0f / sqrtf((float)dh), b->h, b->q, b->k, kt};
     di_pool_run(st->pool, H * ((T + ATTN_QUERY_BLOCK - 1) / ATTN_QUERY_BLOCK), enc_attn_task, &aj);
-    op_matmul(st, b->h, b->v, T, S, &L->attn.o_w, &L->attn.o_b);
-    for (size_t i = 0; i < TS; i++)
-        b->x[i] += b->h[i];
+    op_matmul_ex(st, b->h, b->v, T, S, &L->attn.o_w, &L->attn.o_b, 0, b->x);
 
     /* MLP: S -> 4S -> GELU -> S, a chunk of positions at a time; each
      * chunk's output overwrites its own rows of h, already consumed. */
@@ -163,12 +160,9 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     for (int t0 = 0; t0 < T; t0 += ENC_CHUNK) {
         int n = T - t0 < ENC_CHUNK ? T - t0 : ENC_CHUNK;
         float *h = b->h + (size_t)t0 * S;
-        op_matmul(st, b->big, h, n, S, &L->fc1_w, &L->fc1_b);
-        op_gelu(st, b->big, (size_t)n * S * 4);
-        op_matmul(st, h, b->big, n, 4 * S, &L->fc2_w, &L->fc2_b);
+        op_matmul_ex(st, b->big, h, n, S, &L->fc1_w, &L->fc1_b, 1, NULL);
+        op_matmul_ex(st, h, b->big, n, 4 * S, &L->fc2_w, &L->fc2_b, 0, b->x + (size_t)t0 * S);
     }
-    for (size_t i = 0; i < TS; i++)
-        b->x[i] += b->h[i];
 }
 
 /* dst[c][r] = src[r][c] for src [rows][cols], in tiles that stay in L1. */
@@ -199,16 +193,15 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
     /* conv1 + GELU into q..k (F x S fits exactly in two T x S buffers). */
     float *c1 = b.q;
     im2col_mel(b.big, mel, hp->n_mels, n_frames, offset, F);
-    op_matmul(st, c1, b.big, F, 3 * hp->n_mels, &w->conv1_w, &w->conv1_b);
-    op_gelu(st, c1, (size_t)F * S);
+    op_matmul_ex(st, c1, b.big, F, 3 * hp->n_mels, &w->conv1_w, &w->conv1_b, 1, NULL);
 
     /* conv2 (stride 2) + GELU, then the positional embedding. */
     for (int t0 = 0; t0 < T; t0 += ENC_CHUNK) {
         int t1 = T - t0 < ENC_CHUNK ? T : t0 + ENC_CHUNK;
         im2col_stride2(b.big, c1, F, S, t0, t1);
-        op_matmul(st, b.x + (size_t)t0 * S, b.big, t1 - t0, 3 * S, &w->conv2_w, &w->conv2_b);
+        op_matmul_ex(st, b.x + (size_t)t0 * S, b.big, t1 - t0, 3 * S, &w->conv2_w, &w->conv2_b, 1,
+                     NULL);
     }
-    op_gelu(st, b.x, (size_t)T * S);
     const float *pos = w->enc_pos.data;
     for (size_t i = 0; i < (size_t)T * S; i++)
         b.x[i] += pos[i];

@@ -221,7 +221,32 @@ typedef struct {
     const float *x;
     int M, K, N;
     const Tensor *w;
+    const float *bias; /* what op_matmul_ex does after the product, or NULL/0 */
+    int gelu;
+    float *add_to;
 } MatmulJob;
+
+static void gelu_span(float *x, size_t n);
+
+/* The bias, GELU and residual sum of rows m0..m1, columns n0..n1 of the
+ * output, by the task that has just computed them, while they are in its
+ * cache: one pass over each output instead of one per step, and no step
+ * left to one thread. */
+static void post_block(const MatmulJob *j, int m0, int m1, int n0, int n1) {
+    if (!j->bias && !j->gelu && !j->add_to) return;
+    for (int m = m0; m < m1; m++) {
+        float *row = j->y + (size_t)m * j->N;
+        if (j->bias)
+            for (int n = n0; n < n1; n++)
+                row[n] += j->bias[n];
+        if (j->gelu) gelu_span(row + n0, (size_t)(n1 - n0));
+        if (j->add_to) {
+            float *sum = j->add_to + (size_t)m * j->N;
+            for (int n = n0; n < n1; n++)
+                sum[n] += row[n];
+        }
+    }
+}
 
 static void gemv_rows(float *y, const float *x, int M, int K, int N, const Tensor *w, int n0,
                       int n1) {
@@ -259,6 +284,7 @@ static void gemv_task(void *ctx, int i, int thread) {
             gemv_quant_rows(j, n0, n1, thread);
     } else
         gemv_rows(j->y, j->x, j->M, j->K, j->N, j->w, n0, n1);
+    post_block(j, 0, j->M, n0, n1);
 }
 
 /* ---- Many-row paths: widen weights to f32, then sgemm ------------------- */
@@ -282,6 +308,7 @@ static void gemm_cols_task(void *ctx, int i, int thread) {
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->M, nb, j->K, 1.0f, j->x, j->K, wf, j->K,
                 0.0f, j->y + n0, j->N);
+    post_block(j, 0, j->M, n0, n0 + nb);
 }
 
 /* Many rows (the encoder): the whole matrix is widened once, in parallel,
@@ -313,17 +340,24 @@ static void gemm_rows_task(void *ctx, int i, int thread) {
     int parts = row_chunks(j->M);
     int m0 = (int)((long)j->M * i / parts), m1 = (int)((long)j->M * (i + 1) / parts);
     const float *wf = j->w->type == TENSOR_F32 ? j->w->data : j->st->wbuf;
-    if (m1 > m0)
+    if (m1 > m0) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m1 - m0, j->N, j->K, 1.0f,
                     j->x + (size_t)m0 * j->K, j->K, wf, j->K, 0.0f, j->y + (size_t)m0 * j->N, j->N);
+        post_block(j, m0, m1, 0, j->N);
+    }
 }
 
 void op_matmul(WhisperState *st, float *y, const float *x, int M, int K, const Tensor *w,
                const Tensor *b) {
+    op_matmul_ex(st, y, x, M, K, w, b, 0, NULL);
+}
+
+void op_matmul_ex(WhisperState *st, float *y, const float *x, int M, int K, const Tensor *w,
+                  const Tensor *b, int gelu, float *add_to) {
     /* The last ggml dimension is the output width; conv weights [N][C][3]
      * act as an [N][3C] matrix. */
     int N = w->ne[w->n_dims - 1];
-    MatmulJob j = {st, y, x, M, K, N, w};
+    MatmulJob j = {st, y, x, M, K, N, w, b ? b->data : NULL, gelu, add_to};
     if (M >= GEMM_SPLIT_ROWS && (size_t)N * K <= st->wbuf_total) {
         if (w->type != TENSOR_F32)
             di_pool_run(st->pool, (N + WIDEN_ROWS - 1) / WIDEN_ROWS, widen_task, &j);
@@ -332,14 +366,6 @@ void op_matmul(WhisperState *st, float *y, const float *x, int M, int K, const T
         di_pool_run(st->pool, (N + GEMM_BLOCK_N - 1) / GEMM_BLOCK_N, gemm_cols_task, &j);
     } else {
         di_pool_run(st->pool, (N + GEMV_BLOCK_N - 1) / GEMV_BLOCK_N, gemv_task, &j);
-    }
-    if (b) {
-        const float *bias = b->data;
-        for (int m = 0; m < M; m++) {
-            float *row = y + (size_t)m * N;
-            for (int n = 0; n < N; n++)
-                row[n] += bias[n];
-        }
     }
 }
 
@@ -523,35 +549,21 @@ void op_softmax(float *x, int n) {
         x[i] = (float)(x[i] / sum);
 }
 
-typedef struct {
-    float *x;
-    size_t n;
-} GeluJob;
-
-#define GELU_BLOCK 16384
-static void gelu_task(void *ctx, int i, int thread) {
-    (void)thread;
-    GeluJob *j = ctx;
-    size_t a = (size_t)i * GELU_BLOCK, b = a + GELU_BLOCK < j->n ? a + GELU_BLOCK : j->n;
+static void gelu_span(float *x, size_t n) {
 #if HAVE_X86
     if (cpu_has_avx512()) {
-        gelu_avx512(j->x + a, b - a);
+        gelu_avx512(x, n);
         return;
     }
     if (cpu_has_avx2()) {
-        gelu_avx2(j->x + a, b - a);
+        gelu_avx2(x, n);
         return;
     }
 #endif
-    for (size_t k = a; k < b; k++) {
-        float v = j->x[k];
-        j->x[k] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+    for (size_t k = 0; k < n; k++) {
+        float v = x[k];
+        x[k] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
     }
-}
-
-void op_gelu(WhisperState *st, float *x, size_t n) {
-    GeluJob j = {x, n};
-    di_pool_run(st->pool, (int)((n + GELU_BLOCK - 1) / GELU_BLOCK), gelu_task, &j);
 }
 
 typedef struct {

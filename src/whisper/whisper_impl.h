@@ -174,11 +174,14 @@ int decoder_reserve(WhisperState *st, int n_seq, char *msg, size_t cap);
 /* y[M][N] = x[M][K] . W^T (+ b), W a [N][K] f16 or f32 tensor, b [N] or NULL. */
 void op_matmul(WhisperState *st, float *y, const float *x, int M, int K, const Tensor *w,
                const Tensor *b);
+/* The same, then on each block of y as it is computed: the bias, GELU
+ * (tanh approximation, as whisper.cpp) when gelu, and y added into add_to
+ * (rows N apart) when add_to is not NULL. */
+void op_matmul_ex(WhisperState *st, float *y, const float *x, int M, int K, const Tensor *w,
+                  const Tensor *b, int gelu, float *add_to);
 /* y = LayerNorm(x) * g + b over rows of N; y may equal x. */
 void op_layer_norm(WhisperState *st, float *y, const float *x, int M, int N, const Tensor *g,
                    const Tensor *b);
-/* In place, tanh approximation (as whisper.cpp). */
-void op_gelu(WhisperState *st, float *x, size_t n);
 /* In place over one row. */
 void op_softmax(float *x, int n);
 /* Multi-head attention for one head and a block of queries:
