@@ -155,7 +155,8 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     op_matmul_ex(st, b->h, b->v, T, S, &L->attn.o_w, &L->attn.o_b, 0, b->x);
 
     /* MLP: S -> 4S -> GELU -> S, a chunk of positions at a time; each
-     * chunk's output overwrites its own rows of h, already consumed. */
+     * chunk's output overwrites its own rows of h, already consumed, and
+     * is added into its rows of x. */
     op_layer_norm(st, b->h, b->x, T, S, &L->mlp_ln_w, &L->mlp_ln_b);
     for (int t0 = 0; t0 < T; t0 += ENC_CHUNK) {
         int n = T - t0 < ENC_CHUNK ? T - t0 : ENC_CHUNK;

@@ -815,7 +815,7 @@ AVX512 static inline __attribute__((always_inline)) __m512 load_kv16(const void 
                : _mm512_maskz_loadu_ps(m, (const float *)p + i);
 }
 
-/* The line after each of n elements of a row from p on, ahead of use: the
+/* Prefetches the lines that hold n elements from element i of p on: the
  * kernels below read 64 rows at once, more streams than the hardware
  * prefetcher follows. */
 AVX512 static inline __attribute__((always_inline)) void prefetch_kv(const void *p, size_t i, int n,
@@ -825,16 +825,19 @@ AVX512 static inline __attribute__((always_inline)) void prefetch_kv(const void 
         _mm_prefetch(c + b, _MM_HINT_T0);
 }
 
+/* The first `left` lanes of a vector of 16 (all, none, or some). */
+static inline __mmask16 lanes_up_to(int left) {
+    return left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+}
+
 /* NQ queries against keys j0..j0+nk (nk <= 64): four accumulators each. */
 AVX512 static inline __attribute__((always_inline)) void
 kt_scores_block(float *s, int ld_s, const float *q, int ld_q, const int NQ, const void *kt,
                 int ld_kt, const int F16, int j0, int nk, int dh, float scale) {
     __m512 acc[KT_GROUP][4];
     __mmask16 mask[4];
-    for (int t = 0; t < 4; t++) {
-        int left = nk - 16 * t;
-        mask[t] = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-    }
+    for (int t = 0; t < 4; t++)
+        mask[t] = lanes_up_to(nk - 16 * t);
     for (int i = 0; i < NQ; i++)
         for (int t = 0; t < 4; t++)
             acc[i][t] = _mm512_setzero_ps();
@@ -865,10 +868,8 @@ kt_weigh_group(float *out, int ld_out, const float *p, int ld_p, const int NQ, c
                const int F16, int n_kv, int dh) {
     __m512 acc[KT_GROUP][4];
     __mmask16 mask[4];
-    for (int t = 0; t < 4; t++) {
-        int left = dh - 16 * t;
-        mask[t] = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-    }
+    for (int t = 0; t < 4; t++)
+        mask[t] = lanes_up_to(dh - 16 * t);
     for (int i = 0; i < NQ; i++)
         for (int t = 0; t < 4; t++)
             acc[i][t] = _mm512_setzero_ps();
@@ -961,6 +962,26 @@ void op_attention_kt(float *out, int ld_out, const float *q, int ld_q, const flo
 /* Without AVX-512: one query at a time, 32 keys per pass; the same sums in
  * the same order as above, a lane per key or per output. */
 #define KT_BLOCK_AVX2 32
+
+/* out[0..dh) = sum_j p[j] v[j], dh / 8 accumulators. */
+__attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) void
+cross_weigh_avx2(float *out, const float *p, const uint16_t *v, int n_kv, const int dh) {
+    __m256 acc[8];
+    for (int t = 0; t < dh / 8; t++)
+        acc[t] = _mm256_setzero_ps();
+    for (int j = 0; j < n_kv; j++) {
+        const uint16_t *row = v + (size_t)j * dh;
+        for (int c = 0; c < dh; c += 32) /* the row 64 on, a line at a time */
+            _mm_prefetch((const char *)(row + KT_BLOCK * dh + c), _MM_HINT_T0);
+        __m256 b = _mm256_set1_ps(p[j]);
+        for (int t = 0; t < dh / 8; t++)
+            acc[t] = _mm256_fmadd_ps(
+                b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * t))), acc[t]);
+    }
+    for (int t = 0; t < dh / 8; t++)
+        _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
 __attribute__((target("avx2,fma,f16c"))) static void
 cross_attention_avx2(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kt,
                      int ld_kt, const uint16_t *v, int n_q, int n_kv, int dh, float scale,
@@ -993,21 +1014,12 @@ cross_attention_avx2(float *out, int ld_out, const float *q, int ld_q, const uin
     }
     softmax_rows(scores, n_q, n_kv, -1);
     for (int i = 0; i < n_q; i++) {
+        float *o = out + (size_t)i * ld_out;
         const float *p = scores + (size_t)i * n_kv;
-        __m256 acc[8];
-        int nd = dh / 8;
-        for (int t = 0; t < nd; t++)
-            acc[t] = _mm256_setzero_ps();
-        for (int j = 0; j < n_kv; j++) {
-            const uint16_t *row = v + (size_t)j * dh;
-            _mm_prefetch((const char *)(row + KT_BLOCK * dh), _MM_HINT_T0);
-            __m256 b = _mm256_set1_ps(p[j]);
-            for (int t = 0; t < nd; t++)
-                acc[t] = _mm256_fmadd_ps(
-                    b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * t))), acc[t]);
-        }
-        for (int t = 0; t < nd; t++)
-            _mm256_storeu_ps(out + (size_t)i * ld_out + 8 * t, acc[t]);
+        if (dh == 64) /* every Whisper model's: a constant, so registers */
+            cross_weigh_avx2(o, p, v, n_kv, 64);
+        else
+            cross_weigh_avx2(o, p, v, n_kv, dh);
     }
 }
 #endif
