@@ -326,6 +326,52 @@ static void softmax_and_gelu_match_libm(void **state) {
     whisper_state_free(st);
 }
 
+/* The sampler's sums over the vocabulary: each e[i] within a few ulp of
+ * libm's exp in double, -inf and anything below e^-87.3 exactly 0, the sum
+ * close to the double one; the maximum skips NaN. Lengths leave tails. */
+static void sum_exp_and_max_match_libm(void **state) {
+    (void)state;
+    uint64_t seed = 11;
+    const int ns[] = {0, 1, 5, 16, 23, 257, 51865};
+    for (size_t t = 0; t < sizeof ns / sizeof *ns; t++) {
+        int n = ns[t];
+        float *x = malloc(sizeof(float) * (n + 1)), *e = malloc(sizeof(float) * (n + 1));
+        float mx = -INFINITY;
+        for (int i = 0; i < n; i++) {
+            x[i] = 30 * rnd(&seed);
+            if (i % 7 == 2) x[i] = -INFINITY; /* suppressed tokens */
+            if (i % 11 == 4) x[i] = -200;     /* far below the floor */
+            mx = x[i] > mx ? x[i] : mx;
+        }
+        assert_true(op_max(x, n) == mx);
+        const float scales[] = {1.0f, 1.0f / 0.6f};
+        for (int s = 0; s < 2; s++) {
+            float shift = n ? mx : 0, scale = scales[s];
+            double sum = op_sum_exp(x, n, shift, scale, e), ref = 0;
+            for (int i = 0; i < n; i++) {
+                float v = (x[i] - shift) * scale;
+                double want = v >= -87.3f ? exp((double)v) : 0.0;
+                ref += want;
+                if (want == 0.0 ? e[i] != 0.0f : fabs(e[i] - want) > 4e-7 * want)
+                    fail_msg("n %d scale %g: exp(%g) = %g, want %g", n, scale, v, e[i], want);
+            }
+            if (fabs(sum - ref) > 1e-6 * ref) fail_msg("n %d: sum %.9g, want %.9g", n, sum, ref);
+            assert_true(op_sum_exp(x, n, shift, scale, NULL) == sum); /* out changes nothing */
+        }
+        if (n > 3) {
+            x[n / 2] = NAN;
+            float want = -INFINITY;
+            for (int i = 0; i < n; i++)
+                want = x[i] > want ? x[i] : want;
+            assert_true(op_max(x, n) == want);
+            x[n - 1] = 1000;
+            assert_true(op_max(x, n) == 1000);
+        }
+        free(x), free(e);
+    }
+    assert_true(op_max(NULL, 0) == -INFINITY);
+}
+
 /* Three different sequences decoded as one batch give the logits each gets
  * alone: the batch shares the cross-attention read, not its results. */
 static void batch_matches_single_sequences(void **state) {
@@ -376,6 +422,7 @@ int main(void) {
         cmocka_unit_test(f16_attention_matches_reference),
         cmocka_unit_test(cross_attention_matches_reference),
         cmocka_unit_test(softmax_and_gelu_match_libm),
+        cmocka_unit_test(sum_exp_and_max_match_libm),
         cmocka_unit_test(batch_matches_single_sequences),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

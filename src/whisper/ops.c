@@ -549,6 +549,107 @@ void op_softmax(float *x, int n) {
         x[i] = (float)(x[i] / sum);
 }
 
+/* Below this an exponent counts as 0, so a token masked to -inf (or one
+ * e^-87 times less likely than the best) can never be drawn. */
+#define EXP_FLOOR -87.3f
+
+#if HAVE_X86
+/* The sums go into doubles 8 lanes at a time: 51,865 terms in float lanes
+ * would lose digits the log-probabilities keep. */
+AVX512 static double sum_exp_avx512(const float *x, int n, float shift, float scale, float *out) {
+    const __m512 sh = _mm512_set1_ps(shift), sc = _mm512_set1_ps(scale);
+    const __m512 floor = _mm512_set1_ps(EXP_FLOOR);
+    __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 live = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, x + i), sh), sc);
+        __mmask16 keep = _mm512_mask_cmp_ps_mask(live, v, floor, _CMP_GE_OQ);
+        __m512 e = _mm512_maskz_mov_ps(keep, exp16(v));
+        if (out) _mm512_mask_storeu_ps(out + i, live, e);
+        s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        s1 = _mm512_add_pd(
+            s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    return _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+}
+
+__attribute__((target("avx2,fma"))) static double sum_exp_avx2(const float *x, int n, float shift,
+                                                               float scale, float *out) {
+    const __m256 sh = _mm256_set1_ps(shift), sc = _mm256_set1_ps(scale);
+    const __m256 floor = _mm256_set1_ps(EXP_FLOOR);
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), sh), sc);
+        __m256 e = _mm256_and_ps(exp8(v), _mm256_cmp_ps(v, floor, _CMP_GE_OQ));
+        if (out) _mm256_storeu_ps(out + i, e);
+        s0 = _mm256_add_pd(s0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        s1 = _mm256_add_pd(s1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double lanes[4];
+    _mm256_storeu_pd(lanes, _mm256_add_pd(s0, s1));
+    double sum = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+    for (; i < n; i++) {
+        float v = (x[i] - shift) * scale, e = v >= EXP_FLOOR ? expf(v) : 0.0f;
+        if (out) out[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+#endif
+
+#if HAVE_X86
+/* The accumulator is max_ps's second operand, which it returns when the
+ * other is NaN: NaN entries are skipped, as the scalar loop skips them. */
+AVX512 static float max_avx512(const float *x, int n) {
+    __m512 mv = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < n; i += 16) {
+        __mmask16 live = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        mv = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, x + i), mv);
+    }
+    return _mm512_reduce_max_ps(mv);
+}
+
+__attribute__((target("avx2"))) static float max_avx2(const float *x, int n) {
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        mv = _mm256_max_ps(_mm256_loadu_ps(x + i), mv);
+    float lanes[8], mx = -INFINITY;
+    _mm256_storeu_ps(lanes, mv);
+    for (int l = 0; l < 8; l++)
+        mx = lanes[l] > mx ? lanes[l] : mx;
+    for (; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+#endif
+
+float op_max(const float *x, int n) {
+#if HAVE_X86
+    if (cpu_has_avx512()) return max_avx512(x, n);
+    if (cpu_has_avx2()) return max_avx2(x, n);
+#endif
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    return mx;
+}
+
+double op_sum_exp(const float *x, int n, float shift, float scale, float *out) {
+#if HAVE_X86
+    if (cpu_has_avx512()) return sum_exp_avx512(x, n, shift, scale, out);
+    if (cpu_has_avx2()) return sum_exp_avx2(x, n, shift, scale, out);
+#endif
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        float v = (x[i] - shift) * scale, e = v >= EXP_FLOOR ? expf(v) : 0.0f;
+        if (out) out[i] = e;
+        sum += e;
+    }
+    return sum;
+}
+
 static void gelu_span(float *x, size_t n) {
 #if HAVE_X86
     if (cpu_has_avx512()) {

@@ -4,6 +4,7 @@
  * See search.h for each function's contract.
  */
 #include "whisper/search.h"
+#include "whisper/whisper_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -97,11 +98,7 @@ static void timestamp_rules(const LogitRules *r, const int *tokens, int n_tokens
      * from both sides changes nothing, so the raw logits are compared. */
     if (tb < n) {
         double ts_mass = search_logsumexp(logits + tb, n - tb);
-        double best_text = -INFINITY;
-        for (int i = 0; i < tb; i++) {
-            if (logits[i] > best_text) best_text = logits[i];
-        }
-        if (ts_mass > best_text) fill_neg_inf(logits, 0, tb);
+        if (ts_mass > op_max(logits, tb)) fill_neg_inf(logits, 0, tb);
     }
 }
 
@@ -120,15 +117,9 @@ void logit_rules_apply(const LogitRules *r, const int *tokens, int n_tokens, flo
 /* ---- Small numerics ------------------------------------------------------ */
 
 double search_logsumexp(const float *x, int n) {
-    double max = -INFINITY;
-    for (int i = 0; i < n; i++) {
-        if (x[i] > max) max = x[i];
-    }
+    float max = op_max(x, n);
     if (max == -INFINITY) return -INFINITY;
-    double sum = 0.0;
-    for (int i = 0; i < n; i++)
-        sum += exp((double)x[i] - max);
-    return max + log(sum);
+    return max + log(op_sum_exp(x, n, max, 1.0f, NULL));
 }
 
 void search_log_softmax(const float *x, int n, float *out) {
@@ -139,11 +130,11 @@ void search_log_softmax(const float *x, int n, float *out) {
 }
 
 int search_argmax(const float *x, int n) {
-    int best = 0;
-    for (int i = 1; i < n; i++) {
-        if (x[i] > x[best]) best = i;
+    float max = op_max(x, n);
+    for (int i = 0; i < n; i++) {
+        if (x[i] == max) return i;
     }
-    return best;
+    return 0;
 }
 
 double search_softmax_at(const float *x, int n, int id) {
@@ -153,23 +144,39 @@ double search_softmax_at(const float *x, int n, int id) {
     return exp((double)x[id] - lse);
 }
 
+/* Draws from softmax(logits / temperature) by walking the cumulative sum;
+ * blocks whose whole mass lies below the draw are stepped over by their
+ * sums, so only one block is walked token by token. */
+#define PICK_BLOCK 256
 int search_pick(const float *logits, int n, float temperature, DiRng *rng) {
     int best = search_argmax(logits, n);
     if (!(temperature > 0.0f) || !rng) return best;
-    double max = logits[best];
+    float max = logits[best], inv_t = 1.0f / temperature;
     if (!isfinite(max)) return best;
-    double total = 0.0;
-    for (int i = 0; i < n; i++)
-        total += exp(((double)logits[i] - max) / temperature);
-    double u = di_rng_uniform(rng) * total;
+    double u = di_rng_uniform(rng) * op_sum_exp(logits, n, max, inv_t, NULL);
     double cum = 0.0;
+    float w[PICK_BLOCK];
     int last_possible = best;
-    for (int i = 0; i < n; i++) {
-        double w = exp(((double)logits[i] - max) / temperature);
-        if (w <= 0.0) continue;
-        cum += w;
-        last_possible = i;
-        if (cum > u) return i;
+    for (int i0 = 0; i0 < n; i0 += PICK_BLOCK) {
+        int len = n - i0 < PICK_BLOCK ? n - i0 : PICK_BLOCK;
+        double block = op_sum_exp(logits + i0, len, max, inv_t, w);
+        if (block <= 0.0) continue;
+        if (cum + block <= u) {
+            cum += block;
+            for (int k = len - 1; k >= 0; k--) {
+                if (w[k] > 0.0f) {
+                    last_possible = i0 + k;
+                    break;
+                }
+            }
+            continue;
+        }
+        for (int k = 0; k < len; k++) {
+            if (w[k] <= 0.0f) continue;
+            cum += w[k];
+            last_possible = i0 + k;
+            if (cum > u) return i0 + k;
+        }
     }
     /* Rounding can leave u a hair above the final sum. */
     return last_possible;

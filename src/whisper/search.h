@@ -47,7 +47,8 @@ void logit_rules_apply(const LogitRules *r, const int *tokens, int n_tokens, flo
 
 /* ---- Small numerics ------------------------------------------------------ */
 
-/* log(sum(exp(x))) in double; -inf when every entry is -inf. */
+/* log(sum(exp(x))): float exponents (op_sum_exp) summed in double; -inf
+ * when every entry is -inf. */
 double search_logsumexp(const float *x, int n);
 /* out[i] = x[i] - logsumexp(x); -inf entries stay -inf. out may equal x. */
 void search_log_softmax(const float *x, int n, float *out);

@@ -184,6 +184,13 @@ void op_layer_norm(WhisperState *st, float *y, const float *x, int M, int N, con
                    const Tensor *b);
 /* In place over one row. */
 void op_softmax(float *x, int n);
+/* sum of e[i] = exp((x[i] - shift) * scale), each e[i] computed in float to
+ * within a few ulp and taken as 0 below exp(-87.3) (so -inf entries give
+ * exactly 0), summed in double. out[0..n) receives e when not NULL. The
+ * sampler's and the log-probabilities' one pass over the vocabulary. */
+double op_sum_exp(const float *x, int n, float shift, float scale, float *out);
+/* The largest entry, NaNs skipped; -inf when n is 0. */
+float op_max(const float *x, int n);
 /* Multi-head attention for one head and a block of queries:
  * out[i][0..dh) = softmax(q[i] . k[j]^T * scale, j < n_kv (and j <= causal_base + i when
  * causal_base >= 0)) . v; rows of q/k/v are ld floats apart, of out ld_out.
