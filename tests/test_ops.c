@@ -66,6 +66,24 @@ static void check_matmul(WhisperState *st1, WhisperState *st2, const Tensor *w, 
                          y1[m * N + n], ref);
         }
     }
+    /* Each output is the same sum whichever rows of W share its pass: row n
+     * alone, as a one-row W, gives y[.][n] bit for bit. */
+    if (M < 8 && (w->type == TENSOR_F16 || w->type == TENSOR_F32)) {
+        size_t row_bytes = (size_t)K * (w->type == TENSOR_F16 ? 2 : 4);
+        float *y_one = malloc(sizeof(float) * M), *y_all = malloc(sizeof(float) * M * N);
+        op_matmul(st1, y_all, x, M, K, w, NULL);
+        for (int n = 0; n < N; n++) {
+            Tensor one = {w->type, 2, {K, 1, 1}, (char *)w->data + (size_t)n * row_bytes};
+            op_matmul(st1, y_one, x, M, K, &one, NULL);
+            for (int m = 0; m < M; m++) {
+                float want = y_all[m * N + n];
+                if (y_one[m] != want)
+                    fail_msg("type %d M %d K %d N %d: row %d alone %.9g, among others %.9g",
+                             w->type, M, K, N, n, y_one[m], want);
+            }
+        }
+        free(y_one), free(y_all);
+    }
     /* The steps op_matmul_ex adds, block by block: GELU of that product,
      * then its sum into a residual. */
     float *g = malloc(sizeof(float) * M * N), *r = malloc(sizeof(float) * M * N),
