@@ -134,7 +134,7 @@ AVX512 static inline __m512 load_h16(const uint16_t *p) {
 /* Sixteen horizontal sums at once: lane j of the result is v[j]'s lanes
  * added in _mm512_reduce_add_ps's order (halves of 256, of 128, then pairs
  * 2 apart, then neighbours), so it equals _mm512_reduce_add_ps(v[j]) bit
- * for bit, with 15 vector adds instead of 64 and a quarter of the shuffles. */
+ * for bit, with 15 vector adds instead of 64 and about half the shuffles. */
 AVX512 static inline __m512 reduce_add_16(const __m512 *v) {
     __m512 t[8], u[4], w[2];
     for (int p = 0; p < 8; p++) /* row 2p in the low 256 bits, 2p+1 high */
