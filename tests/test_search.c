@@ -288,6 +288,25 @@ static void test_sampling(void **st) {
     }
     assert_float_equal(hits / 20000.0, 0.75, 0.015);
     assert_float_equal(hits_half / 20000.0, 0.9, 0.012);
+
+    /* Over several of the sampler's 256-token blocks, most of them masked
+     * and skipped by their sums: weights 1 : 2 : 1 in blocks 0, 1 and 2,
+     * nothing ever drawn from the masked rest (the last block included). */
+    enum { WIDE = 1000 };
+    float *wide = malloc(sizeof(float) * WIDE);
+    for (int i = 0; i < WIDE; i++)
+        wide[i] = -INFINITY;
+    wide[5] = 0.0f, wide[300] = logf(2.0f), wide[700] = 0.0f;
+    int count[3] = {0, 0, 0};
+    for (int i = 0; i < 20000; i++) {
+        int t = search_pick(wide, WIDE, 1.0f, &a);
+        assert_true(t == 5 || t == 300 || t == 700);
+        count[t == 5 ? 0 : t == 300 ? 1 : 2]++;
+    }
+    assert_float_equal(count[0] / 20000.0, 0.25, 0.015);
+    assert_float_equal(count[1] / 20000.0, 0.5, 0.015);
+    assert_float_equal(count[2] / 20000.0, 0.25, 0.015);
+    free(wide);
 }
 
 /* ---- Beam search ------------------------------------------------------ */
