@@ -79,6 +79,33 @@ check "missing file is named" grep -q "missing.wav" "$tmp/e"
 check "text file named .mp3 is refused clearly" grep -q "notes.mp3: .*not a media file" "$tmp/e"
 check "empty file is refused clearly" grep -q "empty.wav: .*empty" "$tmp/e"
 
+# Several files decoded as one batch: the same transcripts, written in the
+# order of the files even when a shorter one ends first, and a failure
+# among them costs only itself.
+sox "$wav" -r 16000 "$tmp/short.wav" trim 0 4
+sox "$wav" "$wav" "$wav" "$tmp/three.wav"
+run -f verbose_json "$tmp/three.wav" "$tmp/short.wav" "$wav" >"$tmp/seq.json" 2>/dev/null
+run -b 3 -f verbose_json "$tmp/three.wav" "$tmp/short.wav" "$wav" >"$tmp/bat.json" 2>"$tmp/log"
+check "--batch 3 exits 0" test $? -eq 0
+check "--batch 3 gives one-by-one's transcripts, in order, byte for byte" \
+    cmp -s "$tmp/seq.json" "$tmp/bat.json"
+check "--batch 3 logs each file" test "$(grep -c '"msg":"transcribed ' "$tmp/log")" -eq 3
+run -b 2 "$tmp/missing.wav" "$wav" "$tmp/notes.mp3" "$wav" >"$tmp/bm.txt" 2>"$tmp/e"
+check "--batch: a failed file makes exit 1" test $? -eq 1
+check "--batch: the good files are still transcribed" \
+    bash -c "cat '$tmp/a.txt' '$tmp/a.txt' | cmp -s - '$tmp/bm.txt'"
+check "--batch: the failed files are named" \
+    bash -c "grep -q missing.wav '$tmp/e' && grep -q 'notes.mp3: .*not a media file' '$tmp/e'"
+mkdir -p "$tmp/chunked"
+run -b 2 --chunk 15 -o "$tmp/chunked" -f json "$tmp/three.wav" "$tmp/short.wav" 2>/dev/null
+check "--chunk 15 with -o writes the long file" json_ok "$tmp/chunked/three.json"
+check "... and the short one" json_ok "$tmp/chunked/short.json"
+run -b 8 "$wav" >/dev/null 2>"$tmp/e"
+check "--batch 8 is a usage error" test $? -eq 2
+check "... naming the value" grep -q "invalid value '8' for --batch" "$tmp/e"
+run --chunk 3 "$wav" >/dev/null 2>&1
+check "--chunk 3 is a usage error" test $? -eq 2
+
 # A broken model is a message, not a crash.
 head -c 100000 "$model" >"$tmp/broken.bin"
 "$bin" transcribe -m "$tmp/broken.bin" "$wav" 2>"$tmp/e"

@@ -26,6 +26,7 @@ typedef struct {
     int progress;        /* -1 auto (long files), 0 off, 1 on */
     int note;            /* also write a diary entry */
     int note_json;       /* ... as json rather than markdown */
+    int batch;           /* files decoded together, 1..WHISPER_BATCH_MAX_LANES */
     NoteGenerator *notes;
 } Options;
 
@@ -50,6 +51,13 @@ static void usage(FILE *f) {
             "      --prompt TEXT         initial prompt (names, spelling, style)\n"
             "      --no-timestamps       decode without timestamp tokens\n"
             "      --seed N              seed for sampling (default 0)\n"
+            "  -b, --batch N             decode up to N files (or pieces of long files) as\n"
+            "                            one batch, 1..7 (default 1: one after another);\n"
+            "                            every transcript is the same either way, and they\n"
+            "                            are written in the order of the files\n"
+            "      --chunk S             cut audio longer than 1.25 x S seconds at the\n"
+            "                            quietest half second near every S seconds and decode\n"
+            "                            the pieces independently (default 0: never; >= 5)\n"
             "  -f, --format LIST         text, json, verbose_json, srt, vtt (comma-separated;\n"
             "                            default text)\n"
             "  -o, --output-dir DIR      write FILE's transcript into DIR as NAME.EXT\n"
@@ -78,7 +86,8 @@ enum {
     OPT_PROGRESS,
     OPT_NO_PROGRESS,
     OPT_NOTE,
-    OPT_NOTE_FORMAT
+    OPT_NOTE_FORMAT,
+    OPT_CHUNK
 };
 
 static const struct option long_opts[] = {
@@ -99,6 +108,8 @@ static const struct option long_opts[] = {
     {"prompt", required_argument, 0, OPT_PROMPT},
     {"no-timestamps", no_argument, 0, OPT_NO_TS},
     {"seed", required_argument, 0, OPT_SEED},
+    {"batch", required_argument, 0, 'b'},
+    {"chunk", required_argument, 0, OPT_CHUNK},
     {"format", required_argument, 0, 'f'},
     {"output-dir", required_argument, 0, 'o'},
     {"output-beside", no_argument, 0, 'O'},
@@ -133,10 +144,11 @@ static int parse_args(int argc, char **argv, Options *o) {
                    .wp = whisper_default_params(),
                    .formats = {OUT_TEXT},
                    .n_formats = 1,
-                   .progress = -1};
+                   .progress = -1,
+                   .batch = 1};
     int c, seed;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:t:l:f:o:Oh", long_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:t:l:f:o:Ob:h", long_opts, NULL)) != -1) {
         WhisperParams *p = &o->wp;
         switch (c) {
         case 'm':
@@ -194,6 +206,16 @@ static int parse_args(int argc, char **argv, Options *o) {
         case OPT_SEED:
             if (cli_int(optarg, 0, 2147483647, &seed)) return bad_value("--seed", optarg);
             p->seed = (uint64_t)seed;
+            break;
+        case 'b':
+            if (cli_int(optarg, 1, WHISPER_BATCH_MAX_LANES, &o->batch))
+                return bad_value("--batch", optarg);
+            break;
+        case OPT_CHUNK:
+            if (strcmp(optarg, "0") == 0)
+                p->chunk_seconds = 0;
+            else if (cli_float(optarg, 5, 86400, &p->chunk_seconds))
+                return bad_value("--chunk", optarg);
             break;
         case 'f':
             if (parse_formats(optarg, o)) return bad_value("--format", optarg);
@@ -329,34 +351,126 @@ static int emit_note(const Options *o, const char *in, const WhisperResult *r,
     return rc;
 }
 
-static int transcribe_one(const Options *o, WhisperState *st, const char *in) {
+/* One input file on its way through: its audio until the engine has read
+ * it, then its result until it is written. */
+typedef struct {
+    const char *in;
+    AudioPcm pcm;
+    Progress prog;
+    WhisperResult r;
+    double t0, secs;
+    int state; /* 0 waiting, 1 decoding, 2 done, 3 failed */
+} FileJob;
+
+static int job_load(const Options *o, FileJob *j, WhisperParams *wp) {
     char msg[1024];
-    AudioPcm pcm = {0};
-    if (audio_decode_file(in, &pcm, msg, sizeof msg)) {
-        fprintf(stderr, "diarist transcribe: %s: %s\n", in, msg);
+    if (audio_decode_file(j->in, &j->pcm, msg, sizeof msg)) {
+        fprintf(stderr, "diarist transcribe: %s: %s\n", j->in, msg);
         return -1;
     }
-    WhisperParams wp = o->wp;
-    Progress prog = {in, 0};
-    if (o->progress == 1 || (o->progress == -1 && pcm.duration > 60.0)) {
-        wp.progress = on_progress;
-        wp.progress_ud = &prog;
+    *wp = o->wp;
+    j->prog = (Progress){j->in, 0};
+    if (o->progress == 1 || (o->progress == -1 && j->pcm.duration > 60.0)) {
+        wp->progress = on_progress;
+        wp->progress_ud = &j->prog;
     }
-    WhisperResult r = {0};
-    double t0 = di_now();
-    int rc = whisper_transcribe(st, pcm.samples, pcm.n_samples, &wp, &r, msg, sizeof msg);
-    double secs = di_now() - t0;
-    if (rc) {
-        fprintf(stderr, "diarist transcribe: %s: %s\n", in, msg);
-    } else {
+    j->t0 = di_now();
+    return 0;
+}
+
+/* Writes a finished job's outputs and frees what it held. */
+static int job_finish(const Options *o, FileJob *j) {
+    int rc = -1;
+    if (j->state == 2) {
         di_log("info", "transcribed %s: %.1f s of audio in %.2f s (%.1fx real time), %d segments",
-               in, pcm.duration, secs, secs > 0 ? pcm.duration / secs : 0.0, r.n_segments);
-        rc = emit(o, in, &r);
-        if (!rc && o->note) rc = emit_note(o, in, &r, pcm.creation_time);
+               j->in, j->pcm.duration, j->secs, j->secs > 0 ? j->pcm.duration / j->secs : 0.0,
+               j->r.n_segments);
+        rc = emit(o, j->in, &j->r);
+        if (!rc && o->note) rc = emit_note(o, j->in, &j->r, j->pcm.creation_time);
     }
-    whisper_result_free(&r);
-    audio_pcm_free(&pcm);
+    whisper_result_free(&j->r);
+    audio_pcm_free(&j->pcm);
     return rc;
+}
+
+static int transcribe_one(const Options *o, WhisperState *st, FileJob *j) {
+    WhisperParams wp;
+    if (job_load(o, j, &wp)) return -1;
+    char msg[1024];
+    if (whisper_transcribe(st, j->pcm.samples, j->pcm.n_samples, &wp, &j->r, msg, sizeof msg)) {
+        fprintf(stderr, "diarist transcribe: %s: %s\n", j->in, msg);
+        j->state = 3;
+    } else {
+        j->secs = di_now() - j->t0;
+        j->state = 2;
+    }
+    return job_finish(o, j);
+}
+
+static void job_done(void *ud, int err, const char *msg) {
+    FileJob *j = ud;
+    if (err) {
+        fprintf(stderr, "diarist transcribe: %s: %s\n", j->in, msg);
+        j->state = 3;
+    } else {
+        j->secs = di_now() - j->t0;
+        j->state = 2;
+    }
+}
+
+/* Up to o->batch files decode together, a new one joining as soon as one
+ * ends; each is written once it and every file before it are done, so the
+ * output comes in the order of the files, as without --batch. */
+static int transcribe_batched(const Options *o, WhisperState *st, FileJob *jobs, int n) {
+    char msg[1024];
+    WhisperBatch *b;
+    if (whisper_batch_create(st, o->batch, &b, msg, sizeof msg)) {
+        fprintf(stderr, "diarist transcribe: %s\n", msg);
+        return n;
+    }
+    int failed = 0, next_add = 0, next_out = 0, decoding = 0;
+    while (next_out < n) {
+        while (next_add < n && decoding < o->batch) {
+            FileJob *j = &jobs[next_add++];
+            WhisperParams wp;
+            if (job_load(o, j, &wp)) {
+                j->state = 3;
+                continue;
+            }
+            if (whisper_batch_add(b, j->pcm.samples, j->pcm.n_samples, &wp, &j->r, job_done, j, msg,
+                                  sizeof msg)) {
+                fprintf(stderr, "diarist transcribe: %s: %s\n", j->in, msg);
+                j->state = 3;
+                continue;
+            }
+            /* The batch has read the samples; the duration stays. */
+            free(j->pcm.samples);
+            j->pcm.samples = NULL;
+            j->state = 1;
+            decoding++;
+        }
+        for (; next_out < n && jobs[next_out].state >= 2; next_out++)
+            failed += job_finish(o, &jobs[next_out]) != 0;
+        if (next_out == n) break;
+        if (whisper_batch_pending(b) == 0) {
+            decoding = 0;
+            if (next_add < n) continue;
+            break; /* nothing left to step: what is not done failed */
+        }
+        if (whisper_batch_step(b, msg, sizeof msg) < 0) {
+            fprintf(stderr, "diarist transcribe: %s\n", msg);
+            break;
+        }
+        decoding = 0;
+        for (int i = next_out; i < next_add; i++)
+            decoding += jobs[i].state == 1;
+    }
+    whisper_batch_free(b); /* ends any job still in it with an error */
+    for (; next_out < n; next_out++) {
+        if (jobs[next_out].state < 2) jobs[next_out].state = 3;
+        failed += job_finish(o, &jobs[next_out]) != 0;
+    }
+    return failed;
 }
 
 int cmd_transcribe(int argc, char **argv) {
@@ -390,9 +504,21 @@ int cmd_transcribe(int argc, char **argv) {
     }
     di_log("info", "model %s loaded from %s (%d threads, BLAS kernels %s)",
            whisper_model_type(model), o.model, o.threads, whisper_blas_core());
-    int failed = 0;
-    for (int i = optind; i < argc; i++)
-        failed += transcribe_one(&o, st, argv[i]) != 0;
+    int n = argc - optind, failed = 0;
+    FileJob *jobs = calloc((size_t)n, sizeof *jobs);
+    if (!jobs) {
+        fprintf(stderr, "diarist transcribe: out of memory\n");
+        failed = n;
+    }
+    for (int i = 0; jobs && i < n; i++)
+        jobs[i].in = argv[optind + i];
+    if (jobs && o.batch > 1) {
+        failed = transcribe_batched(&o, st, jobs, n);
+    } else {
+        for (int i = 0; jobs && i < n; i++)
+            failed += transcribe_one(&o, st, &jobs[i]) != 0;
+    }
+    free(jobs);
     notes_generator_free(o.notes);
     whisper_state_free(st);
     whisper_model_free(model);
