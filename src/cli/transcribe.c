@@ -351,6 +351,8 @@ static int emit_note(const Options *o, const char *in, const WhisperResult *r,
     return rc;
 }
 
+enum { FILE_WAITING, FILE_DECODING, FILE_DONE, FILE_FAILED };
+
 /* One input file on its way through: its audio until the engine has read
  * it, then its result until it is written. */
 typedef struct {
@@ -359,7 +361,7 @@ typedef struct {
     Progress prog;
     WhisperResult r;
     double t0, secs;
-    int state; /* 0 waiting, 1 decoding, 2 done, 3 failed */
+    int state; /* FILE_* */
 } FileJob;
 
 static int job_load(const Options *o, FileJob *j, WhisperParams *wp) {
@@ -381,7 +383,7 @@ static int job_load(const Options *o, FileJob *j, WhisperParams *wp) {
 /* Writes a finished job's outputs and frees what it held. */
 static int job_finish(const Options *o, FileJob *j) {
     int rc = -1;
-    if (j->state == 2) {
+    if (j->state == FILE_DONE) {
         di_log("info", "transcribed %s: %.1f s of audio in %.2f s (%.1fx real time), %d segments",
                j->in, j->pcm.duration, j->secs, j->secs > 0 ? j->pcm.duration / j->secs : 0.0,
                j->r.n_segments);
@@ -399,10 +401,10 @@ static int transcribe_one(const Options *o, WhisperState *st, FileJob *j) {
     char msg[1024];
     if (whisper_transcribe(st, j->pcm.samples, j->pcm.n_samples, &wp, &j->r, msg, sizeof msg)) {
         fprintf(stderr, "diarist transcribe: %s: %s\n", j->in, msg);
-        j->state = 3;
+        j->state = FILE_FAILED;
     } else {
         j->secs = di_now() - j->t0;
-        j->state = 2;
+        j->state = FILE_DONE;
     }
     return job_finish(o, j);
 }
@@ -411,10 +413,10 @@ static void job_done(void *ud, int err, const char *msg) {
     FileJob *j = ud;
     if (err) {
         fprintf(stderr, "diarist transcribe: %s: %s\n", j->in, msg);
-        j->state = 3;
+        j->state = FILE_FAILED;
     } else {
         j->secs = di_now() - j->t0;
-        j->state = 2;
+        j->state = FILE_DONE;
     }
 }
 
@@ -434,22 +436,22 @@ static int transcribe_batched(const Options *o, WhisperState *st, FileJob *jobs,
             FileJob *j = &jobs[next_add++];
             WhisperParams wp;
             if (job_load(o, j, &wp)) {
-                j->state = 3;
+                j->state = FILE_FAILED;
                 continue;
             }
             if (whisper_batch_add(b, j->pcm.samples, j->pcm.n_samples, &wp, &j->r, job_done, j, msg,
                                   sizeof msg)) {
                 fprintf(stderr, "diarist transcribe: %s: %s\n", j->in, msg);
-                j->state = 3;
+                j->state = FILE_FAILED;
                 continue;
             }
             /* The batch has read the samples; the duration stays. */
             free(j->pcm.samples);
             j->pcm.samples = NULL;
-            j->state = 1;
+            j->state = FILE_DECODING;
             decoding++;
         }
-        for (; next_out < n && jobs[next_out].state >= 2; next_out++)
+        for (; next_out < n && jobs[next_out].state >= FILE_DONE; next_out++)
             failed += job_finish(o, &jobs[next_out]) != 0;
         if (next_out == n) break;
         if (whisper_batch_pending(b) == 0) {
@@ -463,11 +465,11 @@ static int transcribe_batched(const Options *o, WhisperState *st, FileJob *jobs,
         }
         decoding = 0;
         for (int i = next_out; i < next_add; i++)
-            decoding += jobs[i].state == 1;
+            decoding += jobs[i].state == FILE_DECODING;
     }
     whisper_batch_free(b); /* ends any job still in it with an error */
     for (; next_out < n; next_out++) {
-        if (jobs[next_out].state < 2) jobs[next_out].state = 3;
+        if (jobs[next_out].state < FILE_DONE) jobs[next_out].state = FILE_FAILED;
         failed += job_finish(o, &jobs[next_out]) != 0;
     }
     return failed;
