@@ -125,6 +125,11 @@ gemv_rows_avx2(float *y, const float *x, int M, int K, int N, const Tensor *w, i
 }
 #endif
 
+/* The first `left` lanes of a vector of 16 (all, none, or some). */
+static inline __mmask16 lanes_up_to(int left) {
+    return left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+}
+
 /* AVX-512 for f16 weights, the common case: 16 weights a conversion. One-
  * row products take two weight rows at a time for four independent chains. */
 AVX512 static inline __m512 load_h16(const uint16_t *p) {
@@ -614,7 +619,7 @@ AVX512 static double sum_exp_avx512(const float *x, int n, float shift, float sc
     const __m512 floor = _mm512_set1_ps(EXP_FLOOR);
     __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
     for (int i = 0; i < n; i += 16) {
-        __mmask16 live = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 live = lanes_up_to(n - i);
         __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, x + i), sh), sc);
         __mmask16 keep = _mm512_mask_cmp_ps_mask(live, v, floor, _CMP_GE_OQ);
         __m512 e = _mm512_maskz_mov_ps(keep, exp16(v));
@@ -657,7 +662,7 @@ __attribute__((target("avx2,fma"))) static double sum_exp_avx2(const float *x, i
 AVX512 static float max_avx512(const float *x, int n) {
     __m512 mv = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < n; i += 16) {
-        __mmask16 live = n - i >= 16 ? 0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __mmask16 live = lanes_up_to(n - i);
         mv = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), live, x + i), mv);
     }
     return _mm512_reduce_max_ps(mv);
@@ -977,11 +982,6 @@ AVX512 static inline __attribute__((always_inline)) void prefetch_kv(const void 
     const char *c = (const char *)p + i * (F16 ? 2 : 4);
     for (int b = 0; b < n * (F16 ? 2 : 4); b += 64)
         _mm_prefetch(c + b, _MM_HINT_T0);
-}
-
-/* The first `left` lanes of a vector of 16 (all, none, or some). */
-static inline __mmask16 lanes_up_to(int left) {
-    return left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
 }
 
 /* NQ queries against keys j0..j0+nk (nk <= 64): four accumulators each. */
