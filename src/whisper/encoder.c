@@ -31,8 +31,8 @@ size_t encoder_scratch_floats(const WhisperHparams *hp, int n_threads) {
     size_t T = (size_t)hp->n_audio_ctx, S = (size_t)hp->n_audio_state;
     size_t big = 2 * T * 3 * (size_t)hp->n_mels;
     if (ENC_CHUNK * 4 * S > big) big = ENC_CHUNK * 4 * S;
-    if ((size_t)n_threads * ATTN_QUERY_BLOCK * T > big)
-        big = (size_t)n_threads * ATTN_QUERY_BLOCK * T;
+    if ((size_t)n_threads * ATTN_QUERY_BLOCK * (T + 2) > big)
+        big = (size_t)n_threads * ATTN_QUERY_BLOCK * (T + 2);
     return 5 * T * S + big;
 }
 
@@ -83,19 +83,21 @@ typedef struct {
     EncBufs *b;
     int T, S, n_head, dh;
     float scale;
-    float *qh, *kh, *vh; /* [n_head][T][dh]; kh [n_head][dh][T] when kt */
-    int kt;
+    float *qh, *kh, *vh; /* [n_head][T][dh]; kh in blocks when blocked */
+    int blocked;         /* op_encoder_attention's kernel, not sgemm */
 } AttnJob;
 
 /* Copies one head of a [T][S] matrix into a contiguous [T][dh] block of
  * dst ([n_head][T][dh]). Read in place, a head's 1500 rows each sit on their
  * own page, and sgemm's packing of them (once per block of queries) spent
- * most of its time on TLB misses. */
+ * most of its time on TLB misses. Keys for op_encoder_attention go into its
+ * blocks of 64 transposed keys instead: 16 KB that the kernel reads from
+ * four pages, where one [dh][T] matrix would spread a block over 64. */
 typedef struct {
     const float *src;
     float *dst;
     int T, S, dh;
-    int transpose; /* [n_head][dh][T] instead */
+    int blocked;
 } HeadsJob;
 
 static void heads_task(void *ctx, int head, int thread) {
@@ -103,16 +105,17 @@ static void heads_task(void *ctx, int head, int thread) {
     HeadsJob *j = ctx;
     float *dst = j->dst + (size_t)head * j->T * j->dh;
     const float *src = j->src + (size_t)head * j->dh;
-    if (!j->transpose) {
+    if (!j->blocked) {
         for (int t = 0; t < j->T; t++)
             memcpy(dst + (size_t)t * j->dh, src + (size_t)t * j->S, (size_t)j->dh * sizeof(float));
         return;
     }
-    for (int t0 = 0; t0 < j->T; t0 += 64) { /* 64 rows in, 64 runs out: all in L1 */
-        int t1 = j->T - t0 < 64 ? j->T : t0 + 64;
+    for (int t0 = 0; t0 < j->T; t0 += ENC_KEY_BLOCK) {
+        int nk = j->T - t0 < ENC_KEY_BLOCK ? j->T - t0 : ENC_KEY_BLOCK;
+        float *blk = dst + (size_t)t0 * j->dh;
         for (int c = 0; c < j->dh; c++)
-            for (int t = t0; t < t1; t++)
-                dst[(size_t)c * j->T + t] = src[(size_t)t * j->S + c];
+            for (int t = 0; t < nk; t++)
+                blk[(size_t)c * nk + t] = src[(size_t)(t0 + t) * j->S + c];
     }
 }
 
@@ -122,13 +125,13 @@ static void enc_attn_task(void *ctx, int i, int thread) {
     int head = i / blocks, q0 = (i % blocks) * ATTN_QUERY_BLOCK;
     int nq = j->T - q0 < ATTN_QUERY_BLOCK ? j->T - q0 : ATTN_QUERY_BLOCK;
     size_t hoff = (size_t)head * j->T * j->dh;
-    float *scores = j->b->scores + (size_t)thread * ATTN_QUERY_BLOCK * j->T;
+    float *scores = j->b->scores + (size_t)thread * ATTN_QUERY_BLOCK * (j->T + 2);
     /* The output goes back to the [T][S] layout the next product reads. */
     float *out = j->b->v + (size_t)q0 * j->S + (size_t)head * j->dh;
     const float *q = j->qh + hoff + (size_t)q0 * j->dh;
-    if (j->kt)
-        op_attention_kt(out, j->S, q, j->dh, j->kh + hoff, j->T, j->vh + hoff, nq, j->T, j->dh,
-                        j->scale, scores);
+    if (j->blocked)
+        op_encoder_attention(out, j->S, q, j->dh, j->kh + hoff, j->vh + hoff, nq, j->T, j->dh,
+                             j->scale, scores);
     else
         op_attention(out, j->S, q, j->kh + hoff, j->vh + hoff, nq, j->T, j->dh, j->dh, j->scale, -1,
                      scores);
@@ -145,12 +148,12 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     op_matmul(st, b->v, b->h, T, S, &L->attn.v_w, &L->attn.v_b);
     /* Head-major copies, each into the buffer the previous one freed:
      * q -> h (done with), k -> q, v -> k; the heads' output goes to v. */
-    int dh = S / H, kt = op_attention_kt_fast(dh);
+    int dh = S / H, blocked = op_encoder_attention_fast(dh);
     HeadsJob hj[3] = {
-        {b->q, b->h, T, S, dh, 0}, {b->k, b->q, T, S, dh, kt}, {b->v, b->k, T, S, dh, 0}};
+        {b->q, b->h, T, S, dh, 0}, {b->k, b->q, T, S, dh, blocked}, {b->v, b->k, T, S, dh, 0}};
     for (int c = 0; c < 3; c++)
         di_pool_run(st->pool, H, heads_task, &hj[c]);
-    AttnJob aj = {b, T, S, H, dh, 1.0f / sqrtf((float)dh), b->h, b->q, b->k, kt};
+    AttnJob aj = {b, T, S, H, dh, 1.0f / sqrtf((float)dh), b->h, b->q, b->k, blocked};
     di_pool_run(st->pool, H * ((T + ATTN_QUERY_BLOCK - 1) / ATTN_QUERY_BLOCK), enc_attn_task, &aj);
     op_matmul_ex(st, b->h, b->v, T, S, &L->attn.o_w, &L->attn.o_b, 0, b->x);
 

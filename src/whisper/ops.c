@@ -939,27 +939,23 @@ double encoder_flops(const WhisperHparams *hp) {
 #define KT_BLOCK 64
 #define KT_GROUP 6 /* queries per pass: their accumulators fill the registers */
 
-static inline float kv_at(const void *p, size_t i, int f16) {
-    return f16 ? di_f16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
-}
-
 /* Portable: one query at a time, the same layouts. */
-static void kt_attention_scalar(float *out, int ld_out, const float *q, int ld_q, const void *kt,
-                                int ld_kt, const void *v, int f16, int n_q, int n_kv, int dh,
-                                float scale, float *scores) {
+static void kt_attention_scalar(float *out, int ld_out, const float *q, int ld_q,
+                                const uint16_t *kt, int ld_kt, const uint16_t *v, int n_q, int n_kv,
+                                int dh, float scale, float *scores) {
     for (int i = 0; i < n_q; i++) {
         const float *qi = q + (size_t)i * ld_q;
         for (int j = 0; j < n_kv; j++) {
             float acc = 0;
             for (int c = 0; c < dh; c++)
-                acc += qi[c] * kv_at(kt, (size_t)c * ld_kt + j, f16);
+                acc += qi[c] * di_f16_to_f32(kt[(size_t)c * ld_kt + j]);
             scores[j] = acc * scale;
         }
         softmax_rows(scores, 1, n_kv, -1);
         for (int c = 0; c < dh; c++) {
             float acc = 0;
             for (int j = 0; j < n_kv; j++)
-                acc += scores[j] * kv_at(v, (size_t)j * dh + c, f16);
+                acc += scores[j] * di_f16_to_f32(v[(size_t)j * dh + c]);
             out[(size_t)i * ld_out + c] = acc;
         }
     }
@@ -967,27 +963,26 @@ static void kt_attention_scalar(float *out, int ld_out, const float *q, int ld_q
 
 #if HAVE_X86
 
-/* 16 keys or values from a row of f16 (F16) or f32, lanes outside m zero. */
-AVX512 static inline __attribute__((always_inline)) __m512 load_kv16(const void *p, size_t i,
-                                                                     const int F16, __mmask16 m) {
-    return F16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i))
-               : _mm512_maskz_loadu_ps(m, (const float *)p + i);
+/* 16 f16 keys or values from p + i, widened; lanes outside m zero. */
+AVX512 static inline __attribute__((always_inline)) __m512 load_kv16(const uint16_t *p, size_t i,
+                                                                     __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + i));
 }
 
 /* Prefetches the lines that hold n elements from element i of p on: the
  * kernels below read 64 rows at once, more streams than the hardware
  * prefetcher follows. */
-AVX512 static inline __attribute__((always_inline)) void prefetch_kv(const void *p, size_t i, int n,
-                                                                     const int F16) {
-    const char *c = (const char *)p + i * (F16 ? 2 : 4);
-    for (int b = 0; b < n * (F16 ? 2 : 4); b += 64)
+AVX512 static inline __attribute__((always_inline)) void prefetch_kv(const uint16_t *p, size_t i,
+                                                                     int n) {
+    const char *c = (const char *)(p + i);
+    for (int b = 0; b < n * 2; b += 64)
         _mm_prefetch(c + b, _MM_HINT_T0);
 }
 
 /* NQ queries against keys j0..j0+nk (nk <= 64): four accumulators each. */
 AVX512 static inline __attribute__((always_inline)) void
-kt_scores_block(float *s, int ld_s, const float *q, int ld_q, const int NQ, const void *kt,
-                int ld_kt, const int F16, int j0, int nk, int dh, float scale) {
+kt_scores_block(float *s, int ld_s, const float *q, int ld_q, const int NQ, const uint16_t *kt,
+                int ld_kt, int j0, int nk, int dh, float scale) {
     __m512 acc[KT_GROUP][4];
     __mmask16 mask[4];
     for (int t = 0; t < 4; t++)
@@ -997,10 +992,10 @@ kt_scores_block(float *s, int ld_s, const float *q, int ld_q, const int NQ, cons
             acc[i][t] = _mm512_setzero_ps();
     for (int c = 0; c < dh; c++) {
         size_t row = (size_t)c * ld_kt + j0;
-        prefetch_kv(kt, row + KT_BLOCK, KT_BLOCK, F16); /* this dimension's next block */
+        prefetch_kv(kt, row + KT_BLOCK, KT_BLOCK); /* this dimension's next block */
         __m512 k[4];
         for (int t = 0; t < 4; t++)
-            k[t] = load_kv16(kt, row + 16 * t, F16, mask[t]);
+            k[t] = load_kv16(kt, row + 16 * t, mask[t]);
         for (int i = 0; i < NQ; i++) {
             __m512 b = _mm512_set1_ps(q[(size_t)i * ld_q + c]);
             for (int t = 0; t < 4; t++)
@@ -1018,8 +1013,8 @@ kt_scores_block(float *s, int ld_s, const float *q, int ld_q, const int NQ, cons
  * past dh (<= 64) masked off, so the count is a constant and they stay in
  * registers. */
 AVX512 static inline __attribute__((always_inline)) void
-kt_weigh_group(float *out, int ld_out, const float *p, int ld_p, const int NQ, const void *v,
-               const int F16, int n_kv, int dh) {
+kt_weigh_group(float *out, int ld_out, const float *p, int ld_p, const int NQ, const uint16_t *v,
+               int n_kv, int dh) {
     __m512 acc[KT_GROUP][4];
     __mmask16 mask[4];
     for (int t = 0; t < 4; t++)
@@ -1029,10 +1024,10 @@ kt_weigh_group(float *out, int ld_out, const float *p, int ld_p, const int NQ, c
             acc[i][t] = _mm512_setzero_ps();
     for (int j = 0; j < n_kv; j++) {
         size_t row = (size_t)j * dh;
-        prefetch_kv(v, row + (size_t)KT_BLOCK * dh, dh, F16);
+        prefetch_kv(v, row + (size_t)KT_BLOCK * dh, dh);
         __m512 vv[4];
         for (int t = 0; t < 4; t++)
-            vv[t] = load_kv16(v, row + 16 * t, F16, mask[t]);
+            vv[t] = load_kv16(v, row + 16 * t, mask[t]);
         for (int i = 0; i < NQ; i++) {
             __m512 b = _mm512_set1_ps(p[(size_t)i * ld_p + j]);
             for (int t = 0; t < 4; t++)
@@ -1047,31 +1042,26 @@ kt_weigh_group(float *out, int ld_out, const float *p, int ld_p, const int NQ, c
 /* One group of NQ queries, start to end: its scores (NQ rows of n_kv) stay
  * in L1 from the products through the softmax to the weighted sum. */
 AVX512 static inline __attribute__((always_inline)) void
-kt_attention_group(float *out, int ld_out, const float *q, int ld_q, const int NQ, const void *kt,
-                   int ld_kt, const void *v, const int F16, int n_kv, int dh, float scale,
+kt_attention_group(float *out, int ld_out, const float *q, int ld_q, const int NQ,
+                   const uint16_t *kt, int ld_kt, const uint16_t *v, int n_kv, int dh, float scale,
                    float *scores) {
     for (int j0 = 0; j0 < n_kv; j0 += KT_BLOCK) {
         int nk = n_kv - j0 < KT_BLOCK ? n_kv - j0 : KT_BLOCK;
-        kt_scores_block(scores, n_kv, q, ld_q, NQ, kt, ld_kt, F16, j0, nk, dh, scale);
+        kt_scores_block(scores, n_kv, q, ld_q, NQ, kt, ld_kt, j0, nk, dh, scale);
     }
     softmax_rows(scores, NQ, n_kv, -1);
-    kt_weigh_group(out, ld_out, scores, n_kv, NQ, v, F16, n_kv, dh);
+    kt_weigh_group(out, ld_out, scores, n_kv, NQ, v, n_kv, dh);
 }
 
-/* Constant group sizes and types, so each instance keeps its accumulators
- * in registers. */
+/* Constant group sizes, so each instance keeps its accumulators in
+ * registers. */
 #define KT_GROUP_CASE(NQ)                                                                          \
     case NQ:                                                                                       \
-        if (f16)                                                                                   \
-            kt_attention_group(og, ld_out, qg, ld_q, NQ, kt, ld_kt, v, 1, n_kv, dh, scale,         \
-                               scores);                                                            \
-        else                                                                                       \
-            kt_attention_group(og, ld_out, qg, ld_q, NQ, kt, ld_kt, v, 0, n_kv, dh, scale,         \
-                               scores);                                                            \
+        kt_attention_group(og, ld_out, qg, ld_q, NQ, kt, ld_kt, v, n_kv, dh, scale, scores);       \
         break;
 
 AVX512 static void kt_attention_avx512(float *out, int ld_out, const float *q, int ld_q,
-                                       const void *kt, int ld_kt, const void *v, int f16, int n_q,
+                                       const uint16_t *kt, int ld_kt, const uint16_t *v, int n_q,
                                        int n_kv, int dh, float scale, float *scores) {
     for (int i0 = 0; i0 < n_q; i0 += KT_GROUP) {
         const float *qg = q + (size_t)i0 * ld_q;
@@ -1087,12 +1077,145 @@ AVX512 static void kt_attention_avx512(float *out, int ld_out, const float *q, i
     }
 }
 
+/* ---- Encoder self-attention: many queries, f32 ------------------------- */
+
+/* The decoder's cross-attention kernel above, for the encoder's f32 heads:
+ * six queries at a time against all the head's keys, their scores kept in
+ * L1 from the products to the weighted sum. Three things differ. The keys
+ * come in blocks of 64, each transposed and contiguous: 16 KB on four
+ * pages, where a block of one [dh][T] matrix spreads over 64 and misses
+ * the TLB. Each row's
+ * maximum is taken as its scores are written, and each output is divided by
+ * its row's sum once, at the end, so the softmax is a single pass of
+ * exponentials. Each query's sums still run in the same order whatever
+ * queries share its call. */
+
+/* Scores of keys j0..j0+nk for NQ queries, and their rows' running maxima.
+ * kb is the block's keys, [dh][nk]. */
+AVX512 static inline __attribute__((always_inline)) void
+enc_scores_block(float *s, int ld_s, float *rowmax, const float *q, int ld_q, const int NQ,
+                 const float *kb, int j0, int nk, int dh, float scale) {
+    __m512 acc[KT_GROUP][4];
+    __mmask16 mask[4];
+    for (int t = 0; t < 4; t++)
+        mask[t] = lanes_up_to(nk - 16 * t);
+    for (int i = 0; i < NQ; i++)
+        for (int t = 0; t < 4; t++)
+            acc[i][t] = _mm512_setzero_ps();
+    for (int c = 0; c < dh; c++) {
+        __m512 k[4];
+        for (int t = 0; t < 4; t++)
+            k[t] = _mm512_maskz_loadu_ps(mask[t], kb + (size_t)c * nk + 16 * t);
+        for (int i = 0; i < NQ; i++) {
+            __m512 b = _mm512_set1_ps(q[(size_t)i * ld_q + c]);
+            for (int t = 0; t < 4; t++)
+                acc[i][t] = _mm512_fmadd_ps(b, k[t], acc[i][t]);
+        }
+    }
+    __m512 sc = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-INFINITY);
+    for (int i = 0; i < NQ; i++) {
+        __m512 m = lo;
+        for (int t = 0; t < 4; t++) {
+            __m512 x = _mm512_mul_ps(acc[i][t], sc);
+            _mm512_mask_storeu_ps(s + (size_t)i * ld_s + j0 + 16 * t, mask[t], x);
+            m = _mm512_mask_max_ps(m, mask[t], m, x);
+        }
+        float bm = _mm512_reduce_max_ps(m);
+        rowmax[i] = bm > rowmax[i] ? bm : rowmax[i];
+    }
+}
+
+/* s[i][j] = exp(s[i][j] - rowmax[i]) for n rows of n_kv; rowsum[i] their sum. */
+AVX512 static __attribute__((noinline)) void enc_exp_rows(float *s, int n, int n_kv,
+                                                          const float *rowmax, float *rowsum) {
+    for (int i = 0; i < n; i++) {
+        float *row = s + (size_t)i * n_kv;
+        __m512 m = _mm512_set1_ps(rowmax[i]), sum = _mm512_setzero_ps();
+        for (int j = 0; j < n_kv; j += 16) {
+            __mmask16 live = lanes_up_to(n_kv - j);
+            __m512 e = _mm512_maskz_mov_ps(
+                live, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(live, row + j), m)));
+            _mm512_mask_storeu_ps(row + j, live, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        rowsum[i] = _mm512_reduce_add_ps(sum);
+    }
+}
+
+/* NQ queries' sums of the values weighed by p (rows ld_p apart), each
+ * divided by its row's sum. */
+AVX512 static inline __attribute__((always_inline)) void
+enc_weigh_group(float *out, int ld_out, const float *p, int ld_p, const float *rowsum, const int NQ,
+                const float *v, int n_kv, int dh) {
+    __m512 acc[KT_GROUP][4];
+    __mmask16 mask[4];
+    for (int t = 0; t < 4; t++)
+        mask[t] = lanes_up_to(dh - 16 * t);
+    for (int i = 0; i < NQ; i++)
+        for (int t = 0; t < 4; t++)
+            acc[i][t] = _mm512_setzero_ps();
+    for (int j = 0; j < n_kv; j++) {
+        const float *row = v + (size_t)j * dh;
+        __m512 vv[4];
+        for (int t = 0; t < 4; t++)
+            vv[t] = _mm512_maskz_loadu_ps(mask[t], row + 16 * t);
+        for (int i = 0; i < NQ; i++) {
+            __m512 b = _mm512_set1_ps(p[(size_t)i * ld_p + j]);
+            for (int t = 0; t < 4; t++)
+                acc[i][t] = _mm512_fmadd_ps(b, vv[t], acc[i][t]);
+        }
+    }
+    for (int i = 0; i < NQ; i++) {
+        __m512 inv = _mm512_set1_ps(1.0f / rowsum[i]);
+        for (int t = 0; t < 4; t++)
+            _mm512_mask_storeu_ps(out + (size_t)i * ld_out + 16 * t, mask[t],
+                                  _mm512_mul_ps(acc[i][t], inv));
+    }
+}
+
+AVX512 static inline __attribute__((always_inline)) void
+enc_attention_group(float *out, int ld_out, const float *q, int ld_q, const int NQ, const float *kb,
+                    const float *v, int n_kv, int dh, float scale, float *scores) {
+    float rowmax[KT_GROUP], rowsum[KT_GROUP];
+    for (int i = 0; i < NQ; i++)
+        rowmax[i] = -INFINITY;
+    for (int j0 = 0; j0 < n_kv; j0 += ENC_KEY_BLOCK) {
+        int nk = n_kv - j0 < ENC_KEY_BLOCK ? n_kv - j0 : ENC_KEY_BLOCK;
+        enc_scores_block(scores, n_kv, rowmax, q, ld_q, NQ, kb + (size_t)j0 * dh, j0, nk, dh,
+                         scale);
+    }
+    enc_exp_rows(scores, NQ, n_kv, rowmax, rowsum);
+    enc_weigh_group(out, ld_out, scores, n_kv, rowsum, NQ, v, n_kv, dh);
+}
+
+#define ENC_GROUP_CASE(NQ)                                                                         \
+    case NQ:                                                                                       \
+        enc_attention_group(og, ld_out, qg, ld_q, NQ, kb, v, n_kv, dh, scale, scores);             \
+        break;
+
+AVX512 static void enc_attention_avx512(float *out, int ld_out, const float *q, int ld_q,
+                                        const float *kb, const float *v, int n_q, int n_kv, int dh,
+                                        float scale, float *scores) {
+    for (int i0 = 0; i0 < n_q; i0 += KT_GROUP) {
+        const float *qg = q + (size_t)i0 * ld_q;
+        float *og = out + (size_t)i0 * ld_out;
+        switch (n_q - i0 < KT_GROUP ? n_q - i0 : KT_GROUP) {
+            ENC_GROUP_CASE(1)
+            ENC_GROUP_CASE(2)
+            ENC_GROUP_CASE(3)
+            ENC_GROUP_CASE(4)
+            ENC_GROUP_CASE(5)
+            ENC_GROUP_CASE(6)
+        }
+    }
+}
+
 static int kt_avx512_fits(int dh) {
     return (di_cpu_features() & DI_CPU_AVX512) && dh <= 64;
 }
 #endif
 
-int op_attention_kt_fast(int dh) {
+int op_encoder_attention_fast(int dh) {
 #if HAVE_X86
     return kt_avx512_fits(dh);
 #else
@@ -1101,15 +1224,41 @@ int op_attention_kt_fast(int dh) {
 #endif
 }
 
-void op_attention_kt(float *out, int ld_out, const float *q, int ld_q, const float *kt, int ld_kt,
-                     const float *v, int n_q, int n_kv, int dh, float scale, float *scores) {
+/* Portable: one query at a time, the same layouts. */
+static void enc_attention_scalar(float *out, int ld_out, const float *q, int ld_q, const float *kb,
+                                 const float *v, int n_q, int n_kv, int dh, float scale,
+                                 float *scores) {
+    for (int i = 0; i < n_q; i++) {
+        const float *qi = q + (size_t)i * ld_q;
+        for (int j0 = 0; j0 < n_kv; j0 += ENC_KEY_BLOCK) {
+            int nk = n_kv - j0 < ENC_KEY_BLOCK ? n_kv - j0 : ENC_KEY_BLOCK;
+            const float *blk = kb + (size_t)j0 * dh;
+            for (int j = 0; j < nk; j++) {
+                float acc = 0;
+                for (int c = 0; c < dh; c++)
+                    acc += qi[c] * blk[(size_t)c * nk + j];
+                scores[j0 + j] = acc * scale;
+            }
+        }
+        softmax_rows(scores, 1, n_kv, -1);
+        for (int c = 0; c < dh; c++) {
+            float acc = 0;
+            for (int j = 0; j < n_kv; j++)
+                acc += scores[j] * v[(size_t)j * dh + c];
+            out[(size_t)i * ld_out + c] = acc;
+        }
+    }
+}
+
+void op_encoder_attention(float *out, int ld_out, const float *q, int ld_q, const float *kb,
+                          const float *v, int n_q, int n_kv, int dh, float scale, float *scores) {
 #if HAVE_X86
     if (kt_avx512_fits(dh)) {
-        kt_attention_avx512(out, ld_out, q, ld_q, kt, ld_kt, v, 0, n_q, n_kv, dh, scale, scores);
+        enc_attention_avx512(out, ld_out, q, ld_q, kb, v, n_q, n_kv, dh, scale, scores);
         return;
     }
 #endif
-    kt_attention_scalar(out, ld_out, q, ld_q, kt, ld_kt, v, 0, n_q, n_kv, dh, scale, scores);
+    enc_attention_scalar(out, ld_out, q, ld_q, kb, v, n_q, n_kv, dh, scale, scores);
 }
 
 #if HAVE_X86
@@ -1183,7 +1332,7 @@ void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, co
                             float *scores) {
 #if HAVE_X86
     if (kt_avx512_fits(dh)) {
-        kt_attention_avx512(out, ld_out, q, ld_q, kt, ld_kt, v, 1, n_q, n_kv, dh, scale, scores);
+        kt_attention_avx512(out, ld_out, q, ld_q, kt, ld_kt, v, n_q, n_kv, dh, scale, scores);
         return;
     }
     if (cpu_has_avx2() && dh % 8 == 0 && dh <= 64) {
@@ -1191,5 +1340,5 @@ void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, co
         return;
     }
 #endif
-    kt_attention_scalar(out, ld_out, q, ld_q, kt, ld_kt, v, 1, n_q, n_kv, dh, scale, scores);
+    kt_attention_scalar(out, ld_out, q, ld_q, kt, ld_kt, v, n_q, n_kv, dh, scale, scores);
 }
