@@ -123,12 +123,12 @@ static void dec_attn_task(void *ctx, int i, int thread) {
     if (j->cross) {
         const CrossGroup *g = &j->groups[i / H];
         size_t T = (size_t)hp->n_audio_ctx;
-        /* The window's cache is stored head by head: keys [head][dh][T],
-         * values [head][T][dh] (encoder.c). */
+        /* The window's cache is stored head by head: keys in transposed
+         * blocks, values [head][T][dh] (encoder.c). */
         size_t off =
             ((size_t)g->slot * hp->n_text_layer + j->layer) * T * S + (size_t)head * T * dh;
         size_t qoff = (size_t)g->first * j->n_tok * S + (size_t)head * dh;
-        op_cross_attention_f16(j->b->a + qoff, S, j->b->q + qoff, S, j->st->cross_k + off, (int)T,
+        op_cross_attention_f16(j->b->a + qoff, S, j->b->q + qoff, S, j->st->cross_k + off,
                                j->st->cross_v + off, g->count * j->n_tok, (int)T, dh, scale,
                                scores);
     } else {

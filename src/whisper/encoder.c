@@ -31,8 +31,8 @@ size_t encoder_scratch_floats(const WhisperHparams *hp, int n_threads) {
     size_t T = (size_t)hp->n_audio_ctx, S = (size_t)hp->n_audio_state;
     size_t big = 2 * T * 3 * (size_t)hp->n_mels;
     if (ENC_CHUNK * 4 * S > big) big = ENC_CHUNK * 4 * S;
-    if ((size_t)n_threads * ATTN_QUERY_BLOCK * (T + 2) > big)
-        big = (size_t)n_threads * ATTN_QUERY_BLOCK * (T + 2);
+    if ((size_t)n_threads * ATTN_QUERY_BLOCK * T > big)
+        big = (size_t)n_threads * ATTN_QUERY_BLOCK * T;
     return 5 * T * S + big;
 }
 
@@ -110,8 +110,8 @@ static void heads_task(void *ctx, int head, int thread) {
             memcpy(dst + (size_t)t * j->dh, src + (size_t)t * j->S, (size_t)j->dh * sizeof(float));
         return;
     }
-    for (int t0 = 0; t0 < j->T; t0 += ENC_KEY_BLOCK) {
-        int nk = j->T - t0 < ENC_KEY_BLOCK ? j->T - t0 : ENC_KEY_BLOCK;
+    for (int t0 = 0; t0 < j->T; t0 += ATTN_KEY_BLOCK) {
+        int nk = j->T - t0 < ATTN_KEY_BLOCK ? j->T - t0 : ATTN_KEY_BLOCK;
         float *blk = dst + (size_t)t0 * j->dh;
         for (int c = 0; c < j->dh; c++)
             for (int t = 0; t < nk; t++)
@@ -125,7 +125,7 @@ static void enc_attn_task(void *ctx, int i, int thread) {
     int head = i / blocks, q0 = (i % blocks) * ATTN_QUERY_BLOCK;
     int nq = j->T - q0 < ATTN_QUERY_BLOCK ? j->T - q0 : ATTN_QUERY_BLOCK;
     size_t hoff = (size_t)head * j->T * j->dh;
-    float *scores = j->b->scores + (size_t)thread * ATTN_QUERY_BLOCK * (j->T + 2);
+    float *scores = j->b->scores + (size_t)thread * ATTN_QUERY_BLOCK * j->T;
     /* The output goes back to the [T][S] layout the next product reads. */
     float *out = j->b->v + (size_t)q0 * j->S + (size_t)head * j->dh;
     const float *q = j->qh + hoff + (size_t)q0 * j->dh;
@@ -169,18 +169,37 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     }
 }
 
-/* dst[c][r] = src[r][c] for src [rows][cols], in tiles that stay in L1. */
-static void transpose_u16(uint16_t *dst, const uint16_t *src, int rows, int cols) {
-    enum { TILE = 64 };
-    for (int r0 = 0; r0 < rows; r0 += TILE) {
-        int r1 = rows - r0 < TILE ? rows : r0 + TILE;
-        for (int c0 = 0; c0 < cols; c0 += TILE) {
-            int c1 = cols - c0 < TILE ? cols : c0 + TILE;
-            for (int c = c0; c < c1; c++)
-                for (int r = r0; r < r1; r++)
-                    dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+/* One head's cross-attention keys and values for one decoder layer, from
+ * the [T][S] projections k and v into the f16 cache: keys in
+ * op_cross_attention_f16's transposed blocks, values [T][dh]. */
+typedef struct {
+    const float *k, *v;
+    uint16_t *ck, *cv; /* the layer's [head][T * dh] */
+    int T, S, dh;
+} CrossJob;
+
+static void cross_task(void *ctx, int head, int thread) {
+    (void)thread;
+    const CrossJob *j = ctx;
+    size_t hoff = (size_t)head * j->T * j->dh;
+    enum { DIMS = 64 };
+    uint16_t rows[ATTN_KEY_BLOCK * DIMS]; /* up to 64 dimensions of a block's keys, as rows */
+    for (int t0 = 0; t0 < j->T; t0 += ATTN_KEY_BLOCK) {
+        int nk = j->T - t0 < ATTN_KEY_BLOCK ? j->T - t0 : ATTN_KEY_BLOCK;
+        uint16_t *blk = j->ck + hoff + (size_t)t0 * j->dh;
+        for (int c0 = 0; c0 < j->dh; c0 += DIMS) {
+            int nc = j->dh - c0 < DIMS ? j->dh - c0 : DIMS;
+            for (int t = 0; t < nk; t++)
+                di_f32_to_f16_row(j->k + (size_t)(t0 + t) * j->S + (size_t)head * j->dh + c0,
+                                  rows + (size_t)t * DIMS, (size_t)nc);
+            for (int c = 0; c < nc; c++)
+                for (int t = 0; t < nk; t++)
+                    blk[(size_t)(c0 + c) * nk + t] = rows[(size_t)t * DIMS + c];
         }
     }
+    for (int t = 0; t < j->T; t++)
+        di_f32_to_f16_row(j->v + (size_t)t * j->S + (size_t)head * j->dh,
+                          j->cv + hoff + (size_t)t * j->dh, (size_t)j->dh);
 }
 
 int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset, char *msg,
@@ -219,24 +238,23 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
     /* Cross-attention keys and values for every decoder layer, into the
      * state's current slot. They are stored in f16, as the decoder reads
      * them at every step, and head by head, so the decoder streams each
-     * head's as one block rather than 128 bytes from every kilobyte. Values
-     * are [head][T][dh]; keys are transposed, [head][dh][T] (= [S][T]), the
-     * layout op_cross_attention_f16 multiplies without sums across lanes. */
-    int H = hp->n_text_head, dh = S / H;
+     * head's as one run rather than 128 bytes from every kilobyte: values
+     * [head][T][dh], keys in the transposed blocks op_cross_attention_f16
+     * multiplies without sums across lanes. One task per head. */
+    int H = hp->n_text_head;
     size_t slot = (size_t)st->cross_slot * hp->n_text_layer * T * S;
-    uint16_t *k16 = (uint16_t *)b.x; /* free now: [T][S] halves */
     for (int l = 0; l < hp->n_text_layer; l++) {
         const AttnWeights *c = &w->dec[l].cross;
-        uint16_t *ck = st->cross_k + slot + (size_t)l * T * S;
-        uint16_t *cv = st->cross_v + slot + (size_t)l * T * S;
         op_matmul(st, b.q, st->enc_out, T, S, &c->k_w, NULL);
         op_matmul(st, b.k, st->enc_out, T, S, &c->v_w, &c->v_b);
-        di_f32_to_f16_row(b.q, k16, (size_t)T * S);
-        transpose_u16(ck, k16, T, S);
-        for (int t = 0; t < T; t++)
-            for (int h = 0; h < H; h++)
-                di_f32_to_f16_row(b.k + (size_t)t * S + (size_t)h * dh,
-                                  cv + ((size_t)h * T + t) * dh, (size_t)dh);
+        CrossJob cj = {b.q,
+                       b.k,
+                       st->cross_k + slot + (size_t)l * T * S,
+                       st->cross_v + slot + (size_t)l * T * S,
+                       T,
+                       S,
+                       S / H};
+        di_pool_run(st->pool, H, cross_task, &cj);
     }
     return 0;
 }

@@ -926,36 +926,54 @@ double encoder_flops(const WhisperHparams *hp) {
     return conv + layer * hp->n_audio_layer + cross;
 }
 
-/* ---- Decoder cross-attention over a window's f16 cache ----------------- */
+/* ---- Attention over keys in transposed blocks -------------------------- */
 
-/* A window's cross-attention keys are stored transposed, one row of n_kv
- * keys per dimension ([dh][ld_kt]), and its values as rows ([n_kv][dh]).
- * Then a block of 64 scores of a query is 64/16 vector accumulators, each
- * fed one key dimension at a time, with no sum across lanes; and one
- * conversion of each key and value serves every query of a step: the beams
- * of one window, or the sequences of a batch that share it. Each score and
- * each output is summed in the same order whatever the number of queries
- * beside it, so a batch gives every sequence what it would get alone. */
-#define KT_BLOCK 64
+/* The encoder's self-attention (f32 heads, up to 250 queries) and the
+ * decoder's cross-attention (a window's f16 cache, the few queries of the
+ * sequences that share it) take every key of a head, unmasked. Their keys
+ * come in blocks of 64, each transposed and contiguous ([dh][nk], nk the
+ * block's length), their values as rows ([n_kv][dh]). Then a block of 64
+ * scores of a query is four vector accumulators fed one key dimension at a
+ * time, with no sums across lanes, and one load (and widening) of each key
+ * and value serves every query of a pass. A block is 16 KB of f32 (8 KB of
+ * f16) on four pages; the same block of one [dh][T] matrix spread over 64
+ * pages and missed the TLB.
+ *
+ * Each row's maximum is taken as its scores are written, and each output is
+ * divided by its row's sum once, at the end, so the softmax is one pass of
+ * exponentials. Each score and each output is summed in the same order
+ * whatever queries share the call, so a batch or a beam gives every
+ * sequence what it would get alone. */
+#define KT_BLOCK ATTN_KEY_BLOCK
 #define KT_GROUP 6 /* queries per pass: their accumulators fill the registers */
 
+/* Where dimension c of key j lies in a head's blocks. */
+static inline size_t kb_at(int j, int c, int n_kv, int dh) {
+    int j0 = j - j % KT_BLOCK, nk = n_kv - j0 < KT_BLOCK ? n_kv - j0 : KT_BLOCK;
+    return (size_t)j0 * dh + (size_t)c * nk + (size_t)(j - j0);
+}
+
+static inline float kv_at(const void *p, size_t i, int f16) {
+    return f16 ? di_f16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+}
+
 /* Portable: one query at a time, the same layouts. */
-static void kt_attention_scalar(float *out, int ld_out, const float *q, int ld_q,
-                                const uint16_t *kt, int ld_kt, const uint16_t *v, int n_q, int n_kv,
-                                int dh, float scale, float *scores) {
+static void kb_attention_scalar(float *out, int ld_out, const float *q, int ld_q, const void *kb,
+                                const void *v, int f16, int n_q, int n_kv, int dh, float scale,
+                                float *scores) {
     for (int i = 0; i < n_q; i++) {
         const float *qi = q + (size_t)i * ld_q;
         for (int j = 0; j < n_kv; j++) {
             float acc = 0;
             for (int c = 0; c < dh; c++)
-                acc += qi[c] * di_f16_to_f32(kt[(size_t)c * ld_kt + j]);
+                acc += qi[c] * kv_at(kb, kb_at(j, c, n_kv, dh), f16);
             scores[j] = acc * scale;
         }
         softmax_rows(scores, 1, n_kv, -1);
         for (int c = 0; c < dh; c++) {
             float acc = 0;
             for (int j = 0; j < n_kv; j++)
-                acc += scores[j] * di_f16_to_f32(v[(size_t)j * dh + c]);
+                acc += scores[j] * kv_at(v, (size_t)j * dh + c, f16);
             out[(size_t)i * ld_out + c] = acc;
         }
     }
@@ -963,26 +981,19 @@ static void kt_attention_scalar(float *out, int ld_out, const float *q, int ld_q
 
 #if HAVE_X86
 
-/* 16 f16 keys or values from p + i, widened; lanes outside m zero. */
-AVX512 static inline __attribute__((always_inline)) __m512 load_kv16(const uint16_t *p, size_t i,
-                                                                     __mmask16 m) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p + i));
+/* 16 keys or values from p + i, f16 (F16) or f32; lanes outside m zero. */
+AVX512 static inline __attribute__((always_inline)) __m512 load_kv16(const void *p, size_t i,
+                                                                     const int F16, __mmask16 m) {
+    return F16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i))
+               : _mm512_maskz_loadu_ps(m, (const float *)p + i);
 }
 
-/* Prefetches the lines that hold n elements from element i of p on: the
- * kernels below read 64 rows at once, more streams than the hardware
- * prefetcher follows. */
-AVX512 static inline __attribute__((always_inline)) void prefetch_kv(const uint16_t *p, size_t i,
-                                                                     int n) {
-    const char *c = (const char *)(p + i);
-    for (int b = 0; b < n * 2; b += 64)
-        _mm_prefetch(c + b, _MM_HINT_T0);
-}
-
-/* NQ queries against keys j0..j0+nk (nk <= 64): four accumulators each. */
+/* Scores of keys j0..j0+nk (the block at kb) for NQ queries, and their rows'
+ * running maxima. */
 AVX512 static inline __attribute__((always_inline)) void
-kt_scores_block(float *s, int ld_s, const float *q, int ld_q, const int NQ, const uint16_t *kt,
-                int ld_kt, int j0, int nk, int dh, float scale) {
+kb_scores_block(float *s, int ld_s, float *rowmax, const float *q, int ld_q, const int NQ,
+                const void *kb, const int F16, int j0, int nk, int dh, float scale) {
+    const char *next = (const char *)kb + (size_t)nk * dh * (F16 ? 2 : 4);
     __m512 acc[KT_GROUP][4];
     __mmask16 mask[4];
     for (int t = 0; t < 4; t++)
@@ -991,11 +1002,12 @@ kt_scores_block(float *s, int ld_s, const float *q, int ld_q, const int NQ, cons
         for (int t = 0; t < 4; t++)
             acc[i][t] = _mm512_setzero_ps();
     for (int c = 0; c < dh; c++) {
-        size_t row = (size_t)c * ld_kt + j0;
-        prefetch_kv(kt, row + KT_BLOCK, KT_BLOCK); /* this dimension's next block */
+        /* The next block, a line or two per dimension: all of it by the end. */
+        _mm_prefetch(next + (size_t)c * (F16 ? 128 : 256), _MM_HINT_T0);
+        _mm_prefetch(next + (size_t)c * (F16 ? 128 : 256) + 64, _MM_HINT_T0);
         __m512 k[4];
         for (int t = 0; t < 4; t++)
-            k[t] = load_kv16(kt, row + 16 * t, mask[t]);
+            k[t] = load_kv16(kb, (size_t)c * nk + 16 * t, F16, mask[t]);
         for (int i = 0; i < NQ; i++) {
             __m512 b = _mm512_set1_ps(q[(size_t)i * ld_q + c]);
             for (int t = 0; t < 4; t++)
@@ -1003,118 +1015,8 @@ kt_scores_block(float *s, int ld_s, const float *q, int ld_q, const int NQ, cons
         }
     }
     __m512 sc = _mm512_set1_ps(scale);
-    for (int i = 0; i < NQ; i++)
-        for (int t = 0; t < 4; t++)
-            _mm512_mask_storeu_ps(s + (size_t)i * ld_s + j0 + 16 * t, mask[t],
-                                  _mm512_mul_ps(acc[i][t], sc));
-}
-
-/* NQ queries' weighted sums of the values: four accumulators each, lanes
- * past dh (<= 64) masked off, so the count is a constant and they stay in
- * registers. */
-AVX512 static inline __attribute__((always_inline)) void
-kt_weigh_group(float *out, int ld_out, const float *p, int ld_p, const int NQ, const uint16_t *v,
-               int n_kv, int dh) {
-    __m512 acc[KT_GROUP][4];
-    __mmask16 mask[4];
-    for (int t = 0; t < 4; t++)
-        mask[t] = lanes_up_to(dh - 16 * t);
-    for (int i = 0; i < NQ; i++)
-        for (int t = 0; t < 4; t++)
-            acc[i][t] = _mm512_setzero_ps();
-    for (int j = 0; j < n_kv; j++) {
-        size_t row = (size_t)j * dh;
-        prefetch_kv(v, row + (size_t)KT_BLOCK * dh, dh);
-        __m512 vv[4];
-        for (int t = 0; t < 4; t++)
-            vv[t] = load_kv16(v, row + 16 * t, mask[t]);
-        for (int i = 0; i < NQ; i++) {
-            __m512 b = _mm512_set1_ps(p[(size_t)i * ld_p + j]);
-            for (int t = 0; t < 4; t++)
-                acc[i][t] = _mm512_fmadd_ps(b, vv[t], acc[i][t]);
-        }
-    }
-    for (int i = 0; i < NQ; i++)
-        for (int t = 0; t < 4; t++)
-            _mm512_mask_storeu_ps(out + (size_t)i * ld_out + 16 * t, mask[t], acc[i][t]);
-}
-
-/* One group of NQ queries, start to end: its scores (NQ rows of n_kv) stay
- * in L1 from the products through the softmax to the weighted sum. */
-AVX512 static inline __attribute__((always_inline)) void
-kt_attention_group(float *out, int ld_out, const float *q, int ld_q, const int NQ,
-                   const uint16_t *kt, int ld_kt, const uint16_t *v, int n_kv, int dh, float scale,
-                   float *scores) {
-    for (int j0 = 0; j0 < n_kv; j0 += KT_BLOCK) {
-        int nk = n_kv - j0 < KT_BLOCK ? n_kv - j0 : KT_BLOCK;
-        kt_scores_block(scores, n_kv, q, ld_q, NQ, kt, ld_kt, j0, nk, dh, scale);
-    }
-    softmax_rows(scores, NQ, n_kv, -1);
-    kt_weigh_group(out, ld_out, scores, n_kv, NQ, v, n_kv, dh);
-}
-
-/* Constant group sizes, so each instance keeps its accumulators in
- * registers. */
-#define KT_GROUP_CASE(NQ)                                                                          \
-    case NQ:                                                                                       \
-        kt_attention_group(og, ld_out, qg, ld_q, NQ, kt, ld_kt, v, n_kv, dh, scale, scores);       \
-        break;
-
-AVX512 static void kt_attention_avx512(float *out, int ld_out, const float *q, int ld_q,
-                                       const uint16_t *kt, int ld_kt, const uint16_t *v, int n_q,
-                                       int n_kv, int dh, float scale, float *scores) {
-    for (int i0 = 0; i0 < n_q; i0 += KT_GROUP) {
-        const float *qg = q + (size_t)i0 * ld_q;
-        float *og = out + (size_t)i0 * ld_out;
-        switch (n_q - i0 < KT_GROUP ? n_q - i0 : KT_GROUP) {
-            KT_GROUP_CASE(1)
-            KT_GROUP_CASE(2)
-            KT_GROUP_CASE(3)
-            KT_GROUP_CASE(4)
-            KT_GROUP_CASE(5)
-            KT_GROUP_CASE(6)
-        }
-    }
-}
-
-/* ---- Encoder self-attention: many queries, f32 ------------------------- */
-
-/* The decoder's cross-attention kernel above, for the encoder's f32 heads:
- * six queries at a time against all the head's keys, their scores kept in
- * L1 from the products to the weighted sum. Three things differ. The keys
- * come in blocks of 64, each transposed and contiguous: 16 KB on four
- * pages, where a block of one [dh][T] matrix spreads over 64 and misses
- * the TLB. Each row's
- * maximum is taken as its scores are written, and each output is divided by
- * its row's sum once, at the end, so the softmax is a single pass of
- * exponentials. Each query's sums still run in the same order whatever
- * queries share its call. */
-
-/* Scores of keys j0..j0+nk for NQ queries, and their rows' running maxima.
- * kb is the block's keys, [dh][nk]. */
-AVX512 static inline __attribute__((always_inline)) void
-enc_scores_block(float *s, int ld_s, float *rowmax, const float *q, int ld_q, const int NQ,
-                 const float *kb, int j0, int nk, int dh, float scale) {
-    __m512 acc[KT_GROUP][4];
-    __mmask16 mask[4];
-    for (int t = 0; t < 4; t++)
-        mask[t] = lanes_up_to(nk - 16 * t);
-    for (int i = 0; i < NQ; i++)
-        for (int t = 0; t < 4; t++)
-            acc[i][t] = _mm512_setzero_ps();
-    for (int c = 0; c < dh; c++) {
-        __m512 k[4];
-        for (int t = 0; t < 4; t++)
-            k[t] = _mm512_maskz_loadu_ps(mask[t], kb + (size_t)c * nk + 16 * t);
-        for (int i = 0; i < NQ; i++) {
-            __m512 b = _mm512_set1_ps(q[(size_t)i * ld_q + c]);
-            for (int t = 0; t < 4; t++)
-                acc[i][t] = _mm512_fmadd_ps(b, k[t], acc[i][t]);
-        }
-    }
-    __m512 sc = _mm512_set1_ps(scale), lo = _mm512_set1_ps(-INFINITY);
     for (int i = 0; i < NQ; i++) {
-        __m512 m = lo;
+        __m512 m = _mm512_set1_ps(-INFINITY);
         for (int t = 0; t < 4; t++) {
             __m512 x = _mm512_mul_ps(acc[i][t], sc);
             _mm512_mask_storeu_ps(s + (size_t)i * ld_s + j0 + 16 * t, mask[t], x);
@@ -1125,9 +1027,11 @@ enc_scores_block(float *s, int ld_s, float *rowmax, const float *q, int ld_q, co
     }
 }
 
-/* s[i][j] = exp(s[i][j] - rowmax[i]) for n rows of n_kv; rowsum[i] their sum. */
-AVX512 static __attribute__((noinline)) void enc_exp_rows(float *s, int n, int n_kv,
-                                                          const float *rowmax, float *rowsum) {
+/* s[i][j] = exp(s[i][j] - rowmax[i]) for n rows of n_kv, rowsum[i] their
+ * sum. Not inlined into the kernel: its constants would take the registers
+ * the accumulators need. */
+AVX512 static __attribute__((noinline)) void kb_exp_rows(float *s, int n, int n_kv,
+                                                         const float *rowmax, float *rowsum) {
     for (int i = 0; i < n; i++) {
         float *row = s + (size_t)i * n_kv;
         __m512 m = _mm512_set1_ps(rowmax[i]), sum = _mm512_setzero_ps();
@@ -1143,10 +1047,11 @@ AVX512 static __attribute__((noinline)) void enc_exp_rows(float *s, int n, int n
 }
 
 /* NQ queries' sums of the values weighed by p (rows ld_p apart), each
- * divided by its row's sum. */
+ * divided by its row's sum: four accumulators each, lanes past dh (<= 64)
+ * masked off, so the count is a constant and they stay in registers. */
 AVX512 static inline __attribute__((always_inline)) void
-enc_weigh_group(float *out, int ld_out, const float *p, int ld_p, const float *rowsum, const int NQ,
-                const float *v, int n_kv, int dh) {
+kb_weigh_group(float *out, int ld_out, const float *p, int ld_p, const float *rowsum, const int NQ,
+               const void *v, const int F16, int n_kv, int dh) {
     __m512 acc[KT_GROUP][4];
     __mmask16 mask[4];
     for (int t = 0; t < 4; t++)
@@ -1155,10 +1060,14 @@ enc_weigh_group(float *out, int ld_out, const float *p, int ld_p, const float *r
         for (int t = 0; t < 4; t++)
             acc[i][t] = _mm512_setzero_ps();
     for (int j = 0; j < n_kv; j++) {
-        const float *row = v + (size_t)j * dh;
+        size_t row = (size_t)j * dh;
+        /* The row 64 on: the decoder streams its values from memory. */
+        const char *ahead = (const char *)v + (row + (size_t)KT_BLOCK * dh) * (F16 ? 2 : 4);
+        for (int b = 0; b < dh * (F16 ? 2 : 4); b += 64)
+            _mm_prefetch(ahead + b, _MM_HINT_T0);
         __m512 vv[4];
         for (int t = 0; t < 4; t++)
-            vv[t] = _mm512_maskz_loadu_ps(mask[t], row + 16 * t);
+            vv[t] = load_kv16(v, row + 16 * t, F16, mask[t]);
         for (int i = 0; i < NQ; i++) {
             __m512 b = _mm512_set1_ps(p[(size_t)i * ld_p + j]);
             for (int t = 0; t < 4; t++)
@@ -1173,102 +1082,84 @@ enc_weigh_group(float *out, int ld_out, const float *p, int ld_p, const float *r
     }
 }
 
+/* One group of NQ queries, start to end: its scores (NQ rows of n_kv) stay
+ * in L1 from the products through the exponentials to the weighted sum. */
 AVX512 static inline __attribute__((always_inline)) void
-enc_attention_group(float *out, int ld_out, const float *q, int ld_q, const int NQ, const float *kb,
-                    const float *v, int n_kv, int dh, float scale, float *scores) {
+kb_attention_group(float *out, int ld_out, const float *q, int ld_q, const int NQ, const void *kb,
+                   const void *v, const int F16, int n_kv, int dh, float scale, float *scores) {
     float rowmax[KT_GROUP], rowsum[KT_GROUP];
     for (int i = 0; i < NQ; i++)
         rowmax[i] = -INFINITY;
-    for (int j0 = 0; j0 < n_kv; j0 += ENC_KEY_BLOCK) {
-        int nk = n_kv - j0 < ENC_KEY_BLOCK ? n_kv - j0 : ENC_KEY_BLOCK;
-        enc_scores_block(scores, n_kv, rowmax, q, ld_q, NQ, kb + (size_t)j0 * dh, j0, nk, dh,
-                         scale);
+    for (int j0 = 0; j0 < n_kv; j0 += KT_BLOCK) {
+        int nk = n_kv - j0 < KT_BLOCK ? n_kv - j0 : KT_BLOCK;
+        const void *blk = (const char *)kb + (size_t)j0 * dh * (F16 ? 2 : 4);
+        kb_scores_block(scores, n_kv, rowmax, q, ld_q, NQ, blk, F16, j0, nk, dh, scale);
     }
-    enc_exp_rows(scores, NQ, n_kv, rowmax, rowsum);
-    enc_weigh_group(out, ld_out, scores, n_kv, rowsum, NQ, v, n_kv, dh);
+    kb_exp_rows(scores, NQ, n_kv, rowmax, rowsum);
+    kb_weigh_group(out, ld_out, scores, n_kv, rowsum, NQ, v, F16, n_kv, dh);
 }
 
-#define ENC_GROUP_CASE(NQ)                                                                         \
+/* Constant group sizes and types, so each instance keeps its accumulators
+ * in registers. */
+#define KB_GROUP_CASE(NQ)                                                                          \
     case NQ:                                                                                       \
-        enc_attention_group(og, ld_out, qg, ld_q, NQ, kb, v, n_kv, dh, scale, scores);             \
+        if (f16)                                                                                   \
+            kb_attention_group(og, ld_out, qg, ld_q, NQ, kb, v, 1, n_kv, dh, scale, scores);       \
+        else                                                                                       \
+            kb_attention_group(og, ld_out, qg, ld_q, NQ, kb, v, 0, n_kv, dh, scale, scores);       \
         break;
 
-AVX512 static void enc_attention_avx512(float *out, int ld_out, const float *q, int ld_q,
-                                        const float *kb, const float *v, int n_q, int n_kv, int dh,
-                                        float scale, float *scores) {
+AVX512 static void kb_attention_avx512(float *out, int ld_out, const float *q, int ld_q,
+                                       const void *kb, const void *v, int f16, int n_q, int n_kv,
+                                       int dh, float scale, float *scores) {
     for (int i0 = 0; i0 < n_q; i0 += KT_GROUP) {
         const float *qg = q + (size_t)i0 * ld_q;
         float *og = out + (size_t)i0 * ld_out;
         switch (n_q - i0 < KT_GROUP ? n_q - i0 : KT_GROUP) {
-            ENC_GROUP_CASE(1)
-            ENC_GROUP_CASE(2)
-            ENC_GROUP_CASE(3)
-            ENC_GROUP_CASE(4)
-            ENC_GROUP_CASE(5)
-            ENC_GROUP_CASE(6)
+            KB_GROUP_CASE(1)
+            KB_GROUP_CASE(2)
+            KB_GROUP_CASE(3)
+            KB_GROUP_CASE(4)
+            KB_GROUP_CASE(5)
+            KB_GROUP_CASE(6)
         }
     }
 }
 
-static int kt_avx512_fits(int dh) {
+static int kb_avx512_fits(int dh) {
     return (di_cpu_features() & DI_CPU_AVX512) && dh <= 64;
 }
-#endif
 
-int op_encoder_attention_fast(int dh) {
-#if HAVE_X86
-    return kt_avx512_fits(dh);
-#else
-    (void)dh;
-    return 0;
-#endif
-}
-
-/* Portable: one query at a time, the same layouts. */
-static void enc_attention_scalar(float *out, int ld_out, const float *q, int ld_q, const float *kb,
-                                 const float *v, int n_q, int n_kv, int dh, float scale,
-                                 float *scores) {
-    for (int i = 0; i < n_q; i++) {
-        const float *qi = q + (size_t)i * ld_q;
-        for (int j0 = 0; j0 < n_kv; j0 += ENC_KEY_BLOCK) {
-            int nk = n_kv - j0 < ENC_KEY_BLOCK ? n_kv - j0 : ENC_KEY_BLOCK;
-            const float *blk = kb + (size_t)j0 * dh;
-            for (int j = 0; j < nk; j++) {
-                float acc = 0;
-                for (int c = 0; c < dh; c++)
-                    acc += qi[c] * blk[(size_t)c * nk + j];
-                scores[j0 + j] = acc * scale;
-            }
-        }
-        softmax_rows(scores, 1, n_kv, -1);
-        for (int c = 0; c < dh; c++) {
-            float acc = 0;
-            for (int j = 0; j < n_kv; j++)
-                acc += scores[j] * v[(size_t)j * dh + c];
-            out[(size_t)i * ld_out + c] = acc;
-        }
-    }
-}
-
-void op_encoder_attention(float *out, int ld_out, const float *q, int ld_q, const float *kb,
-                          const float *v, int n_q, int n_kv, int dh, float scale, float *scores) {
-#if HAVE_X86
-    if (kt_avx512_fits(dh)) {
-        enc_attention_avx512(out, ld_out, q, ld_q, kb, v, n_q, n_kv, dh, scale, scores);
-        return;
-    }
-#endif
-    enc_attention_scalar(out, ld_out, q, ld_q, kb, v, n_q, n_kv, dh, scale, scores);
-}
-
-#if HAVE_X86
-/* Without AVX-512: one query at a time, 32 keys per pass; the same sums in
- * the same order as above, a lane per key or per output. */
+/* Without AVX-512 (f16 only): one query at a time, 32 keys per pass, a lane
+ * per key or per output; the same steps as above. */
 #define KT_BLOCK_AVX2 32
 
-/* out[0..dh) = sum_j p[j] v[j], dh / 8 accumulators. */
+__attribute__((target("avx2,fma,f16c"))) static void
+exp_rows_avx2(float *s, int n, int n_kv, const float *rowmax, float *rowsum) {
+    for (int i = 0; i < n; i++) {
+        float *row = s + (size_t)i * n_kv;
+        __m256 m = _mm256_set1_ps(rowmax[i]), sum = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 8 <= n_kv; j += 8) {
+            __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), m));
+            _mm256_storeu_ps(row + j, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        float lanes[8], total = 0;
+        _mm256_storeu_ps(lanes, sum);
+        for (int l = 0; l < 8; l++)
+            total += lanes[l];
+        for (; j < n_kv; j++) {
+            row[j] = expf(row[j] - rowmax[i]);
+            total += row[j];
+        }
+        rowsum[i] = total;
+    }
+}
+
+/* out[0..dh) = sum_j p[j] v[j] / sum, dh / 8 accumulators. */
 __attribute__((target("avx2,fma,f16c"))) static inline __attribute__((always_inline)) void
-cross_weigh_avx2(float *out, const float *p, const uint16_t *v, int n_kv, const int dh) {
+cross_weigh_avx2(float *out, const float *p, float sum, const uint16_t *v, int n_kv, const int dh) {
     __m256 acc[8];
     for (int t = 0; t < dh / 8; t++)
         acc[t] = _mm256_setzero_ps();
@@ -1281,64 +1172,94 @@ cross_weigh_avx2(float *out, const float *p, const uint16_t *v, int n_kv, const 
             acc[t] = _mm256_fmadd_ps(
                 b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * t))), acc[t]);
     }
+    __m256 inv = _mm256_set1_ps(1.0f / sum);
     for (int t = 0; t < dh / 8; t++)
-        _mm256_storeu_ps(out + 8 * t, acc[t]);
+        _mm256_storeu_ps(out + 8 * t, _mm256_mul_ps(acc[t], inv));
 }
 
 __attribute__((target("avx2,fma,f16c"))) static void
-cross_attention_avx2(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kt,
-                     int ld_kt, const uint16_t *v, int n_q, int n_kv, int dh, float scale,
-                     float *scores) {
+cross_attention_avx2(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kb,
+                     const uint16_t *v, int n_q, int n_kv, int dh, float scale, float *scores) {
+    float rowmax, rowsum;
     for (int i = 0; i < n_q; i++) {
         const float *qi = q + (size_t)i * ld_q;
-        float *si = scores + (size_t)i * n_kv;
-        int j0 = 0;
-        for (; j0 + KT_BLOCK_AVX2 <= n_kv; j0 += KT_BLOCK_AVX2) {
-            __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
-                             _mm256_setzero_ps()};
-            for (int c = 0; c < dh; c++) {
-                const uint16_t *row = kt + (size_t)c * ld_kt + j0;
-                _mm_prefetch((const char *)(row + KT_BLOCK), _MM_HINT_T0);
-                __m256 b = _mm256_set1_ps(qi[c]);
-                for (int t = 0; t < 4; t++)
-                    acc[t] = _mm256_fmadd_ps(
-                        b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * t))),
-                        acc[t]);
+        float *si = scores;
+        __m256 mv = _mm256_set1_ps(-INFINITY);
+        rowmax = -INFINITY;
+        for (int b0 = 0; b0 < n_kv; b0 += KT_BLOCK) {
+            int nk = n_kv - b0 < KT_BLOCK ? n_kv - b0 : KT_BLOCK, j = 0;
+            const uint16_t *blk = kb + (size_t)b0 * dh;
+            for (; j + KT_BLOCK_AVX2 <= nk; j += KT_BLOCK_AVX2) {
+                __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                                 _mm256_setzero_ps()};
+                for (int c = 0; c < dh; c++) {
+                    const uint16_t *row = blk + (size_t)c * nk + j;
+                    __m256 b = _mm256_set1_ps(qi[c]);
+                    for (int t = 0; t < 4; t++)
+                        acc[t] = _mm256_fmadd_ps(
+                            b, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 8 * t))),
+                            acc[t]);
+                }
+                for (int t = 0; t < 4; t++) {
+                    __m256 x = _mm256_mul_ps(acc[t], _mm256_set1_ps(scale));
+                    _mm256_storeu_ps(si + b0 + j + 8 * t, x);
+                    mv = _mm256_max_ps(mv, x);
+                }
             }
-            for (int t = 0; t < 4; t++)
-                _mm256_storeu_ps(si + j0 + 8 * t, _mm256_mul_ps(acc[t], _mm256_set1_ps(scale)));
+            for (; j < nk; j++) {
+                float acc = 0;
+                for (int c = 0; c < dh; c++)
+                    acc = fmaf(qi[c], di_f16_to_f32(blk[(size_t)c * nk + j]), acc);
+                si[b0 + j] = acc * scale;
+                rowmax = si[b0 + j] > rowmax ? si[b0 + j] : rowmax;
+            }
         }
-        for (; j0 < n_kv; j0++) {
-            float acc = 0;
-            for (int c = 0; c < dh; c++)
-                acc = fmaf(qi[c], di_f16_to_f32(kt[(size_t)c * ld_kt + j0]), acc);
-            si[j0] = acc * scale;
-        }
-    }
-    softmax_rows(scores, n_q, n_kv, -1);
-    for (int i = 0; i < n_q; i++) {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, mv);
+        for (int l = 0; l < 8; l++)
+            rowmax = lanes[l] > rowmax ? lanes[l] : rowmax;
+        exp_rows_avx2(si, 1, n_kv, &rowmax, &rowsum);
         float *o = out + (size_t)i * ld_out;
-        const float *p = scores + (size_t)i * n_kv;
         if (dh == 64) /* every Whisper model's: a constant, so registers */
-            cross_weigh_avx2(o, p, v, n_kv, 64);
+            cross_weigh_avx2(o, si, rowsum, v, n_kv, 64);
         else
-            cross_weigh_avx2(o, p, v, n_kv, dh);
+            cross_weigh_avx2(o, si, rowsum, v, n_kv, dh);
     }
 }
 #endif
 
-void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kt,
-                            int ld_kt, const uint16_t *v, int n_q, int n_kv, int dh, float scale,
-                            float *scores) {
+int op_encoder_attention_fast(int dh) {
 #if HAVE_X86
-    if (kt_avx512_fits(dh)) {
-        kt_attention_avx512(out, ld_out, q, ld_q, kt, ld_kt, v, n_q, n_kv, dh, scale, scores);
-        return;
-    }
-    if (cpu_has_avx2() && dh % 8 == 0 && dh <= 64) {
-        cross_attention_avx2(out, ld_out, q, ld_q, kt, ld_kt, v, n_q, n_kv, dh, scale, scores);
+    return kb_avx512_fits(dh);
+#else
+    (void)dh;
+    return 0;
+#endif
+}
+
+void op_encoder_attention(float *out, int ld_out, const float *q, int ld_q, const float *kb,
+                          const float *v, int n_q, int n_kv, int dh, float scale, float *scores) {
+#if HAVE_X86
+    if (kb_avx512_fits(dh)) {
+        kb_attention_avx512(out, ld_out, q, ld_q, kb, v, 0, n_q, n_kv, dh, scale, scores);
         return;
     }
 #endif
-    kt_attention_scalar(out, ld_out, q, ld_q, kt, ld_kt, v, n_q, n_kv, dh, scale, scores);
+    kb_attention_scalar(out, ld_out, q, ld_q, kb, v, 0, n_q, n_kv, dh, scale, scores);
+}
+
+void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kb,
+                            const uint16_t *v, int n_q, int n_kv, int dh, float scale,
+                            float *scores) {
+#if HAVE_X86
+    if (kb_avx512_fits(dh)) {
+        kb_attention_avx512(out, ld_out, q, ld_q, kb, v, 1, n_q, n_kv, dh, scale, scores);
+        return;
+    }
+    if (cpu_has_avx2() && dh % 8 == 0 && dh <= 64) {
+        cross_attention_avx2(out, ld_out, q, ld_q, kb, v, n_q, n_kv, dh, scale, scores);
+        return;
+    }
+#endif
+    kb_attention_scalar(out, ld_out, q, ld_q, kb, v, 1, n_q, n_kv, dh, scale, scores);
 }

@@ -203,24 +203,22 @@ void op_attention(float *out, int ld_out, const float *q, const float *k, const 
 void op_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *k,
                       const uint16_t *v, int ld_kv, int n_q, int n_kv, int dh, float scale,
                       int causal_base, float *scores, float *kvbuf);
-/* The encoder's attention: n_q queries (rows ld_q apart) of one head against
- * all n_kv of its keys and values, f32, no mask; out rows ld_out apart.
- * Keys come in blocks of 64 (the last may be shorter), each transposed:
- * dimension c of key j0 + j of the block from j0 is kb[j0 * dh + c * nk + j],
- * nk the block's length. Values are rows, v[j * dh + c]. Each output row is
- * what that query gives alone. scores holds n_q * (n_kv + 2). op_encoder_attention_fast tells
- * whether this CPU has the vector kernel for heads of dh; without it, op_attention (sgemm) is
- * faster. */
-#define ENC_KEY_BLOCK 64
+/* Attention of n_q queries (rows ld_q apart) of one head against all n_kv
+ * of its keys and values, no mask; out rows ld_out apart. Keys come in
+ * blocks of ATTN_KEY_BLOCK (the last may be shorter), each transposed:
+ * dimension c of key j0 + j, in the block from j0 of length nk, is at
+ * kb[j0 * dh + c * nk + j]. Values are rows, v[j * dh + c]. Each output row
+ * is what that query gives alone. scores holds n_q * n_kv.
+ * op_encoder_attention takes the encoder's f32 heads; op_encoder_attention_fast
+ * tells whether this CPU has its vector kernel for heads of dh (without it,
+ * op_attention's sgemm is faster). op_cross_attention_f16 takes a window's
+ * f16 cross-attention cache. */
+#define ATTN_KEY_BLOCK 64
 int op_encoder_attention_fast(int dh);
 void op_encoder_attention(float *out, int ld_out, const float *q, int ld_q, const float *kb,
                           const float *v, int n_q, int n_kv, int dh, float scale, float *scores);
-/* Attention of n_q queries (rows ld_q apart) against a window's f16 cache:
- * keys transposed, kt[c][j] at kt + c * ld_kt + j, values v[j][c] at
- * v + j * dh + c; no mask. Each output row is what that query gives alone.
- * scores holds n_q*n_kv. */
-void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kt,
-                            int ld_kt, const uint16_t *v, int n_q, int n_kv, int dh, float scale,
+void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kb,
+                            const uint16_t *v, int n_q, int n_kv, int dh, float scale,
                             float *scores);
 /* Fills wbuf-sized scratch per thread: floats available to each thread. */
 float *op_thread_scratch(WhisperState *st, int thread, size_t *n);
