@@ -98,6 +98,7 @@ typedef struct {
     float *dst;
     int T, S, dh;
     int blocked;
+    uint16_t *dst16; /* when not NULL, dst's head also goes here in f16 */
 } HeadsJob;
 
 static void heads_task(void *ctx, int head, int thread) {
@@ -108,15 +109,17 @@ static void heads_task(void *ctx, int head, int thread) {
     if (!j->blocked) {
         for (int t = 0; t < j->T; t++)
             memcpy(dst + (size_t)t * j->dh, src + (size_t)t * j->S, (size_t)j->dh * sizeof(float));
-        return;
+    } else {
+        for (int t0 = 0; t0 < j->T; t0 += ATTN_KEY_BLOCK) {
+            int nk = j->T - t0 < ATTN_KEY_BLOCK ? j->T - t0 : ATTN_KEY_BLOCK;
+            float *blk = dst + (size_t)t0 * j->dh;
+            for (int c = 0; c < j->dh; c++)
+                for (int t = 0; t < nk; t++)
+                    blk[(size_t)c * nk + t] = src[(size_t)(t0 + t) * j->S + c];
+        }
     }
-    for (int t0 = 0; t0 < j->T; t0 += ATTN_KEY_BLOCK) {
-        int nk = j->T - t0 < ATTN_KEY_BLOCK ? j->T - t0 : ATTN_KEY_BLOCK;
-        float *blk = dst + (size_t)t0 * j->dh;
-        for (int c = 0; c < j->dh; c++)
-            for (int t = 0; t < nk; t++)
-                blk[(size_t)c * nk + t] = src[(size_t)(t0 + t) * j->S + c];
-    }
+    if (j->dst16) /* while the head is still in this core's cache */
+        di_f32_to_f16_row(dst, j->dst16 + (size_t)head * j->T * j->dh, (size_t)j->T * j->dh);
 }
 
 static void enc_attn_task(void *ctx, int i, int thread) {
@@ -149,8 +152,9 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
     /* Head-major copies, each into the buffer the previous one freed:
      * q -> h (done with), k -> q, v -> k; the heads' output goes to v. */
     int dh = S / H, blocked = op_encoder_attention_fast(dh);
-    HeadsJob hj[3] = {
-        {b->q, b->h, T, S, dh, 0}, {b->k, b->q, T, S, dh, blocked}, {b->v, b->k, T, S, dh, 0}};
+    HeadsJob hj[3] = {{b->q, b->h, T, S, dh, 0, NULL},
+                      {b->k, b->q, T, S, dh, blocked, NULL},
+                      {b->v, b->k, T, S, dh, 0, NULL}};
     for (int c = 0; c < 3; c++)
         di_pool_run(st->pool, H, heads_task, &hj[c]);
     AttnJob aj = {b, T, S, H, dh, 1.0f / sqrtf((float)dh), b->h, b->q, b->k, blocked};
@@ -167,39 +171,6 @@ static void encoder_block(WhisperState *st, EncBufs *b, const Block *L) {
         op_matmul_ex(st, b->big, h, n, S, &L->fc1_w, &L->fc1_b, 1, NULL);
         op_matmul_ex(st, h, b->big, n, 4 * S, &L->fc2_w, &L->fc2_b, 0, b->x + (size_t)t0 * S);
     }
-}
-
-/* One head's cross-attention keys and values for one decoder layer, from
- * the [T][S] projections k and v into the f16 cache: keys in
- * op_cross_attention_f16's transposed blocks, values [T][dh]. */
-typedef struct {
-    const float *k, *v;
-    uint16_t *ck, *cv; /* the layer's [head][T * dh] */
-    int T, S, dh;
-} CrossJob;
-
-static void cross_task(void *ctx, int head, int thread) {
-    (void)thread;
-    const CrossJob *j = ctx;
-    size_t hoff = (size_t)head * j->T * j->dh;
-    enum { DIMS = 64 };
-    uint16_t rows[ATTN_KEY_BLOCK * DIMS]; /* up to 64 dimensions of a block's keys, as rows */
-    for (int t0 = 0; t0 < j->T; t0 += ATTN_KEY_BLOCK) {
-        int nk = j->T - t0 < ATTN_KEY_BLOCK ? j->T - t0 : ATTN_KEY_BLOCK;
-        uint16_t *blk = j->ck + hoff + (size_t)t0 * j->dh;
-        for (int c0 = 0; c0 < j->dh; c0 += DIMS) {
-            int nc = j->dh - c0 < DIMS ? j->dh - c0 : DIMS;
-            for (int t = 0; t < nk; t++)
-                di_f32_to_f16_row(j->k + (size_t)(t0 + t) * j->S + (size_t)head * j->dh + c0,
-                                  rows + (size_t)t * DIMS, (size_t)nc);
-            for (int c = 0; c < nc; c++)
-                for (int t = 0; t < nk; t++)
-                    blk[(size_t)(c0 + c) * nk + t] = rows[(size_t)t * DIMS + c];
-        }
-    }
-    for (int t = 0; t < j->T; t++)
-        di_f32_to_f16_row(j->v + (size_t)t * j->S + (size_t)head * j->dh,
-                          j->cv + hoff + (size_t)t * j->dh, (size_t)j->dh);
 }
 
 int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset, char *msg,
@@ -240,21 +211,18 @@ int whisper_encode(WhisperState *st, const float *mel, int n_frames, int offset,
      * them at every step, and head by head, so the decoder streams each
      * head's as one run rather than 128 bytes from every kilobyte: values
      * [head][T][dh], keys in the transposed blocks op_cross_attention_f16
-     * multiplies without sums across lanes. One task per head. */
-    int H = hp->n_text_head;
+     * multiplies without sums across lanes. The encoder's own head copies
+     * lay them out (in h and x, free now) and convert them. */
+    int H = hp->n_text_head, dh = S / H;
     size_t slot = (size_t)st->cross_slot * hp->n_text_layer * T * S;
     for (int l = 0; l < hp->n_text_layer; l++) {
         const AttnWeights *c = &w->dec[l].cross;
         op_matmul(st, b.q, st->enc_out, T, S, &c->k_w, NULL);
         op_matmul(st, b.k, st->enc_out, T, S, &c->v_w, &c->v_b);
-        CrossJob cj = {b.q,
-                       b.k,
-                       st->cross_k + slot + (size_t)l * T * S,
-                       st->cross_v + slot + (size_t)l * T * S,
-                       T,
-                       S,
-                       S / H};
-        di_pool_run(st->pool, H, cross_task, &cj);
+        HeadsJob kv[2] = {{b.q, b.h, T, S, dh, 1, st->cross_k + slot + (size_t)l * T * S},
+                          {b.k, b.x, T, S, dh, 0, st->cross_v + slot + (size_t)l * T * S}};
+        for (int i = 0; i < 2; i++)
+            di_pool_run(st->pool, H, heads_task, &kv[i]);
     }
     return 0;
 }
