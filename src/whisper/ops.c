@@ -958,12 +958,11 @@ double encoder_flops(const WhisperHparams *hp) {
  * exponentials. Each score and each output is summed in the same order
  * whatever queries share the call, so a batch or a beam gives every
  * sequence what it would get alone. */
-#define KT_BLOCK ATTN_KEY_BLOCK
-#define KT_GROUP 6 /* queries per pass: their accumulators fill the registers */
+#define KB_GROUP 6 /* queries per pass: their accumulators fill the registers */
 
 /* Where dimension c of key j lies in a head's blocks. */
 static inline size_t kb_at(int j, int c, int n_kv, int dh) {
-    int j0 = j - j % KT_BLOCK, nk = n_kv - j0 < KT_BLOCK ? n_kv - j0 : KT_BLOCK;
+    int j0 = j - j % ATTN_KEY_BLOCK, nk = n_kv - j0 < ATTN_KEY_BLOCK ? n_kv - j0 : ATTN_KEY_BLOCK;
     return (size_t)j0 * dh + (size_t)c * nk + (size_t)(j - j0);
 }
 
@@ -1008,7 +1007,7 @@ AVX512 static inline __attribute__((always_inline)) void
 kb_scores_block(float *s, int ld_s, float *rowmax, const float *q, int ld_q, const int NQ,
                 const void *kb, const int F16, int j0, int nk, int dh, float scale) {
     const char *next = (const char *)kb + (size_t)nk * dh * (F16 ? 2 : 4);
-    __m512 acc[KT_GROUP][4];
+    __m512 acc[KB_GROUP][4];
     __mmask16 mask[4];
     for (int t = 0; t < 4; t++)
         mask[t] = lanes_up_to(nk - 16 * t);
@@ -1066,7 +1065,7 @@ AVX512 static __attribute__((noinline)) void kb_exp_rows(float *s, int n, int n_
 AVX512 static inline __attribute__((always_inline)) void
 kb_weigh_group(float *out, int ld_out, const float *p, int ld_p, const float *rowsum, const int NQ,
                const void *v, const int F16, int n_kv, int dh) {
-    __m512 acc[KT_GROUP][4];
+    __m512 acc[KB_GROUP][4];
     __mmask16 mask[4];
     for (int t = 0; t < 4; t++)
         mask[t] = lanes_up_to(dh - 16 * t);
@@ -1076,7 +1075,7 @@ kb_weigh_group(float *out, int ld_out, const float *p, int ld_p, const float *ro
     for (int j = 0; j < n_kv; j++) {
         size_t row = (size_t)j * dh;
         /* The row 64 on: the decoder streams its values from memory. */
-        const char *ahead = (const char *)v + (row + (size_t)KT_BLOCK * dh) * (F16 ? 2 : 4);
+        const char *ahead = (const char *)v + (row + (size_t)ATTN_KEY_BLOCK * dh) * (F16 ? 2 : 4);
         for (int b = 0; b < dh * (F16 ? 2 : 4); b += 64)
             _mm_prefetch(ahead + b, _MM_HINT_T0);
         __m512 vv[4];
@@ -1101,11 +1100,11 @@ kb_weigh_group(float *out, int ld_out, const float *p, int ld_p, const float *ro
 AVX512 static inline __attribute__((always_inline)) void
 kb_attention_group(float *out, int ld_out, const float *q, int ld_q, const int NQ, const void *kb,
                    const void *v, const int F16, int n_kv, int dh, float scale, float *scores) {
-    float rowmax[KT_GROUP], rowsum[KT_GROUP];
+    float rowmax[KB_GROUP], rowsum[KB_GROUP];
     for (int i = 0; i < NQ; i++)
         rowmax[i] = -INFINITY;
-    for (int j0 = 0; j0 < n_kv; j0 += KT_BLOCK) {
-        int nk = n_kv - j0 < KT_BLOCK ? n_kv - j0 : KT_BLOCK;
+    for (int j0 = 0; j0 < n_kv; j0 += ATTN_KEY_BLOCK) {
+        int nk = n_kv - j0 < ATTN_KEY_BLOCK ? n_kv - j0 : ATTN_KEY_BLOCK;
         const void *blk = (const char *)kb + (size_t)j0 * dh * (F16 ? 2 : 4);
         kb_scores_block(scores, n_kv, rowmax, q, ld_q, NQ, blk, F16, j0, nk, dh, scale);
     }
@@ -1126,10 +1125,10 @@ kb_attention_group(float *out, int ld_out, const float *q, int ld_q, const int N
 AVX512 static void kb_attention_avx512(float *out, int ld_out, const float *q, int ld_q,
                                        const void *kb, const void *v, int f16, int n_q, int n_kv,
                                        int dh, float scale, float *scores) {
-    for (int i0 = 0; i0 < n_q; i0 += KT_GROUP) {
+    for (int i0 = 0; i0 < n_q; i0 += KB_GROUP) {
         const float *qg = q + (size_t)i0 * ld_q;
         float *og = out + (size_t)i0 * ld_out;
-        switch (n_q - i0 < KT_GROUP ? n_q - i0 : KT_GROUP) {
+        switch (n_q - i0 < KB_GROUP ? n_q - i0 : KB_GROUP) {
             KB_GROUP_CASE(1)
             KB_GROUP_CASE(2)
             KB_GROUP_CASE(3)
@@ -1146,7 +1145,7 @@ static int kb_avx512_fits(int dh) {
 
 /* Without AVX-512 (f16 only): one query at a time, 32 keys per pass, a lane
  * per key or per output; the same steps as above. */
-#define KT_BLOCK_AVX2 32
+#define KB_AVX2_KEYS 32
 
 __attribute__((target("avx2,fma,f16c"))) static void
 exp_rows_avx2(float *s, int n, int n_kv, const float *rowmax, float *rowsum) {
@@ -1180,7 +1179,7 @@ cross_weigh_avx2(float *out, const float *p, float sum, const uint16_t *v, int n
     for (int j = 0; j < n_kv; j++) {
         const uint16_t *row = v + (size_t)j * dh;
         for (int c = 0; c < dh; c += 32) /* the row 64 on, a line at a time */
-            _mm_prefetch((const char *)(row + KT_BLOCK * dh + c), _MM_HINT_T0);
+            _mm_prefetch((const char *)(row + ATTN_KEY_BLOCK * dh + c), _MM_HINT_T0);
         __m256 b = _mm256_set1_ps(p[j]);
         for (int t = 0; t < dh / 8; t++)
             acc[t] = _mm256_fmadd_ps(
@@ -1200,10 +1199,10 @@ cross_attention_avx2(float *out, int ld_out, const float *q, int ld_q, const uin
         float *si = scores;
         __m256 mv = _mm256_set1_ps(-INFINITY);
         rowmax = -INFINITY;
-        for (int b0 = 0; b0 < n_kv; b0 += KT_BLOCK) {
-            int nk = n_kv - b0 < KT_BLOCK ? n_kv - b0 : KT_BLOCK, j = 0;
+        for (int b0 = 0; b0 < n_kv; b0 += ATTN_KEY_BLOCK) {
+            int nk = n_kv - b0 < ATTN_KEY_BLOCK ? n_kv - b0 : ATTN_KEY_BLOCK, j = 0;
             const uint16_t *blk = kb + (size_t)b0 * dh;
-            for (; j + KT_BLOCK_AVX2 <= nk; j += KT_BLOCK_AVX2) {
+            for (; j + KB_AVX2_KEYS <= nk; j += KB_AVX2_KEYS) {
                 __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                                  _mm256_setzero_ps()};
                 for (int c = 0; c < dh; c++) {
