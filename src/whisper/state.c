@@ -27,10 +27,19 @@ int whisper_state_create(const WhisperModel *model, int n_threads, WhisperState 
     size_t T = (size_t)hp->n_audio_ctx, S = (size_t)hp->n_audio_state;
     size_t K = 4 * S > 3 * (size_t)hp->n_mels ? 4 * S : 3 * (size_t)hp->n_mels;
     st->wbuf_size = 256 * K;
-    /* The largest matrix a many-row product widens whole: an MLP's. */
-    size_t whole = 4 * S * S;
-    size_t St = (size_t)hp->n_text_state;
-    if (4 * St * St > whole) whole = 4 * St * St;
+    /* The largest matrix a many-row product widens whole: an MLP's, in
+     * either direction, padded to whole panels. Never less than one
+     * thread's block, and never dependent on the thread count: which path a
+     * product takes must not change with it. */
+    size_t St = (size_t)hp->n_text_state, whole = st->wbuf_size;
+    size_t sides[2] = {S, St};
+    for (int i = 0; i < 2; i++) {
+        int s = (int)sides[i];
+        size_t up = op_packed_floats(4 * s, s), down = op_packed_floats(s, 4 * s);
+        if (up > whole) whole = up;
+        if (down > whole) whole = down;
+    }
+    st->wbuf_whole = whole;
     st->wbuf_total = st->wbuf_size * (size_t)n_threads;
     if (whole > st->wbuf_total) st->wbuf_total = whole;
     st->scratch_size = encoder_scratch_floats(hp, n_threads);

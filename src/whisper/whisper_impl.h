@@ -127,6 +127,7 @@ struct WhisperState {
     float *wbuf;
     size_t wbuf_total; /* floats */
     size_t wbuf_size;  /* floats per thread */
+    size_t wbuf_whole; /* floats for one whole widened matrix, at any thread count */
 
     /* Decoder: one self-attention cache per sequence. */
     int n_seq_cap;
@@ -220,6 +221,9 @@ void op_encoder_attention(float *out, int ld_out, const float *q, int ld_q, cons
 void op_cross_attention_f16(float *out, int ld_out, const float *q, int ld_q, const uint16_t *kb,
                             const uint16_t *v, int n_q, int n_kv, int dh, float scale,
                             float *scores);
+/* Floats a weight matrix of N rows of K takes packed for the many-row
+ * kernel (whole panels of output columns). */
+size_t op_packed_floats(int N, int K);
 /* Fills wbuf-sized scratch per thread: floats available to each thread. */
 float *op_thread_scratch(WhisperState *st, int thread, size_t *n);
 
