@@ -1268,9 +1268,12 @@ kb_weigh_group(float *out, int ld_out, const float *p, int ld_p, const float *ro
             acc[i][t] = _mm512_setzero_ps();
     for (int j = 0; j < n_kv; j++) {
         size_t row = (size_t)j * dh;
-        /* The row 64 on: the decoder streams its values from memory. */
+        /* The row 64 on: the decoder streams its values from memory. The
+         * bound is a constant (the longest row, 64 values), so the lines
+         * are fetched by straight-line code, not by a loop of their own in
+         * a loop the front end already keeps busy. */
         const char *ahead = (const char *)v + (row + (size_t)ATTN_KEY_BLOCK * dh) * (F16 ? 2 : 4);
-        for (int b = 0; b < dh * (F16 ? 2 : 4); b += 64)
+        for (int b = 0; b < 64 * (F16 ? 2 : 4); b += 64)
             _mm_prefetch(ahead + b, _MM_HINT_T0);
         __m512 vv[4];
         for (int t = 0; t < 4; t++)
