@@ -468,10 +468,18 @@ AVX512 static inline void transpose16(__m512 r[16]) {
     }
 }
 
-/* Panel i: weight rows n0..n0+63 as [K][64], rows past N as zeros. Sixteen
- * rows at a time widen a run of k each into a buffer (runs of a multiple
- * of 32 stay whole quantized blocks); blocks of 16 x 16 of it go to the
- * panel transposed. */
+/* Sixteen rows' values at k0..k0+nk (r[c] for row c), transposed into the
+ * panel's 16 columns from g on. */
+AVX512 static inline void pack_store16(float *panel, int g, int k0, int nk, __m512 r[16]) {
+    transpose16(r);
+    for (int k = 0; k < nk; k++)
+        _mm512_storeu_ps(panel + (size_t)(k0 + k) * PANEL_COLS + g, r[k]);
+}
+
+/* Panel i: weight rows n0..n0+63 as [K][64], rows past N as zeros. f16
+ * rows widen straight into registers, 16 x 16 at a time; other types widen
+ * a run of k of sixteen rows into a buffer first (runs of a multiple of 32
+ * stay whole quantized blocks). */
 #define PACK_RUN 256
 AVX512 static void pack_task(void *ctx, int i, int thread) {
     (void)thread;
@@ -480,27 +488,36 @@ AVX512 static void pack_task(void *ctx, int i, int thread) {
     float *panel = j->st->wbuf + (size_t)i * PANEL_COLS * K;
     float run[16][PACK_RUN];
     size_t row_bytes = quant_row_bytes(j->w->type, K);
+    __m512 r[16];
     for (int g = 0; g < PANEL_COLS; g += 16) {
+        int rows = j->N - i * PANEL_COLS - g; /* of the 16, those that exist */
+        const uint8_t *first =
+            (const uint8_t *)j->w->data + (size_t)(i * PANEL_COLS + g) * row_bytes;
+        if (j->w->type == TENSOR_F16) {
+            for (int k0 = 0; k0 < K; k0 += 16) {
+                __mmask16 mask = lanes_up_to(K - k0);
+                for (int c = 0; c < 16; c++)
+                    r[c] = c < rows ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(
+                                          mask, (const uint16_t *)(first + c * row_bytes) + k0))
+                                    : _mm512_setzero_ps();
+                pack_store16(panel, g, k0, K - k0 < 16 ? K - k0 : 16, r);
+            }
+            continue;
+        }
         for (int k0 = 0; k0 < K; k0 += PACK_RUN) {
             int len = K - k0 < PACK_RUN ? K - k0 : PACK_RUN;
             for (int c = 0; c < 16; c++) {
-                int n = i * PANEL_COLS + g + c;
-                const uint8_t *row = (const uint8_t *)j->w->data + (size_t)n * row_bytes;
-                if (n < j->N)
-                    quant_dequant_row(j->w->type, row + quant_row_bytes(j->w->type, k0), run[c],
-                                      len);
+                if (c < rows)
+                    quant_dequant_row(j->w->type,
+                                      first + c * row_bytes + quant_row_bytes(j->w->type, k0),
+                                      run[c], len);
                 else
                     memset(run[c], 0, sizeof(float) * (size_t)len);
             }
             for (int kb = 0; kb < len; kb += 16) {
-                int nk = len - kb < 16 ? len - kb : 16;
-                __mmask16 mask = (__mmask16)((1u << nk) - 1);
-                __m512 r[16];
                 for (int c = 0; c < 16; c++)
-                    r[c] = _mm512_maskz_loadu_ps(mask, run[c] + kb);
-                transpose16(r);
-                for (int k = 0; k < nk; k++)
-                    _mm512_storeu_ps(panel + (size_t)(k0 + kb + k) * PANEL_COLS + g, r[k]);
+                    r[c] = _mm512_maskz_loadu_ps(lanes_up_to(len - kb), run[c] + kb);
+                pack_store16(panel, g, k0 + kb, len - kb < 16 ? len - kb : 16, r);
             }
         }
     }
