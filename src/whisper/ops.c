@@ -515,8 +515,9 @@ AVX512 static void pack_task(void *ctx, int i, int thread) {
                     memset(run[c], 0, sizeof(float) * (size_t)len);
             }
             for (int kb = 0; kb < len; kb += 16) {
+                __mmask16 mask = lanes_up_to(len - kb);
                 for (int c = 0; c < 16; c++)
-                    r[c] = _mm512_maskz_loadu_ps(lanes_up_to(len - kb), run[c] + kb);
+                    r[c] = _mm512_maskz_loadu_ps(mask, run[c] + kb);
                 pack_store16(panel, g, k0 + kb, len - kb < 16 ? len - kb : 16, r);
             }
         }
@@ -532,10 +533,8 @@ AVX512 static inline __attribute__((always_inline)) void panel_tile(int mr, cons
                                                                     float *y, int N, int ncols,
                                                                     int first) {
     __mmask16 mask[4];
-    for (int v = 0; v < 4; v++) {
-        int left = ncols - 16 * v;
-        mask[v] = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-    }
+    for (int v = 0; v < 4; v++)
+        mask[v] = lanes_up_to(ncols - 16 * v);
     __m512 acc[PANEL_ROWS][4];
     for (int r = 0; r < mr; r++)
         for (int v = 0; v < 4; v++)
@@ -943,6 +942,27 @@ typedef struct {
     const float *g, *b;
 } NormJob;
 
+/* The sum of x[k] - center (or of its squares) in double, as eight running
+ * sums combined in a fixed order: a single chain of double adds waits out
+ * each add's latency (the encoder's layer norms took twice as long that
+ * way). Inlined with `square` a constant. */
+static inline double sum8(const float *x, int n, double center, const int square) {
+    double part[8] = {0}, sum = 0;
+    int n8 = n & ~7;
+    for (int k = 0; k < n8; k += 8)
+        for (int l = 0; l < 8; l++) {
+            double d = x[k + l] - center;
+            part[l] += square ? d * d : d;
+        }
+    for (int k = n8; k < n; k++) {
+        double d = x[k] - center;
+        part[k - n8] += square ? d * d : d;
+    }
+    for (int l = 0; l < 8; l++)
+        sum += part[l];
+    return sum;
+}
+
 #define NORM_ROWS 32
 static void norm_task(void *ctx, int i, int thread) {
     (void)thread;
@@ -951,27 +971,8 @@ static void norm_task(void *ctx, int i, int thread) {
     for (int r = i * NORM_ROWS; r < r1; r++) {
         const float *x = j->x + (size_t)r * j->N;
         float *y = j->y + (size_t)r * j->N;
-        /* Eight running sums, not one: a single chain of double adds
-         * waits out each add's latency (the encoder's layer norms took
-         * twice as long that way). */
-        double part[8] = {0}, mean = 0, var = 0;
-        int k8 = j->N & ~7;
-        for (int k = 0; k < k8; k += 8)
-            for (int l = 0; l < 8; l++)
-                part[l] += x[k + l];
-        for (int k = k8; k < j->N; k++)
-            part[k - k8] += x[k];
-        for (int l = 0; l < 8; l++)
-            mean += part[l], part[l] = 0;
-        mean /= j->N;
-        for (int k = 0; k < k8; k += 8)
-            for (int l = 0; l < 8; l++)
-                part[l] += (x[k + l] - mean) * (x[k + l] - mean);
-        for (int k = k8; k < j->N; k++)
-            part[k - k8] += (x[k] - mean) * (x[k] - mean);
-        for (int l = 0; l < 8; l++)
-            var += part[l];
-        var /= j->N;
+        double mean = sum8(x, j->N, 0, 0) / j->N;
+        double var = sum8(x, j->N, mean, 1) / j->N;
         float inv = (float)(1.0 / sqrt(var + 1e-5));
         float mu = (float)mean;
         for (int k = 0; k < j->N; k++)
